@@ -1,0 +1,55 @@
+"""``vit-transfer`` command line: a thin dispatcher over ``vit_transfer.commands``.
+
+Each sub-command lives in its own module under ``vit_transfer/commands/`` and exposes
+``register(subparsers)``; the module is imported only when its command runs, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import VitTransferError
+
+# command name -> module in vit_transfer.commands (one module per command)
+COMMANDS = {
+    "resize": "resize",
+    "convert": "convert",
+    "train": "train",
+    "probe": "probe",
+    "push": "push",
+    "quickstart": "quickstart",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vit-transfer",
+        description="Transfer pretrained Vision Transformers (transformers or timm) to new tasks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"vit_transfer.commands.{module}")
+        except ModuleNotFoundError as exc:  # a command still being written must not break the others
+            if exc.name != f"vit_transfer.commands.{module}":
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except VitTransferError as exc:
+        print(f"vit-transfer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

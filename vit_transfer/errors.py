@@ -1,0 +1,29 @@
+"""Errors vit-transfer raises on bad input, each naming what was wrong and how to fix it."""
+
+
+class VitTransferError(Exception):
+    """Base class: catch this to handle any user-facing vit-transfer error."""
+
+
+class UnknownSourceError(VitTransferError, ValueError):
+    """A model source is neither a local path, a Hub id, nor a timm model name."""
+
+
+class NotAViTError(VitTransferError, ValueError):
+    """The checkpoint loads, but it is not a Vision Transformer vit-transfer can adapt."""
+
+
+class CheckpointError(VitTransferError, OSError):
+    """A weights file is missing, truncated or corrupt."""
+
+
+class ImageSizeError(VitTransferError, ValueError):
+    """An image size that the patch size does not divide, or is otherwise unusable."""
+
+
+class ConfigError(VitTransferError, ValueError):
+    """A recipe or command-line override names an unknown key or has a wrong type."""
+
+
+class DataError(VitTransferError, ValueError):
+    """A dataset cannot be read: missing path, unknown column, no images."""

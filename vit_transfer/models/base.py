@@ -1,0 +1,265 @@
+"""``TransferModel``: the one interface over a transformers or timm Vision Transformer.
+
+It wraps the native model (``.model``, untouched classes, so stock loaders and peft keep working)
+and answers the questions transfer learning asks of it: what size and grid, which tokens are
+prefix tokens, where the head is, how to resize, how to save. Ecosystem details live in
+``hf_vit.py`` and ``timm_vit.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ImageSizeError
+from ..layers import Interpolation, pool_tokens, pooled_dim
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_pair(value: "int | tuple[int, int] | list[int]") -> tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ImageSizeError(f"expected one size or (height, width), got {value!r}")
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an input image must look like for this model: size and normalisation."""
+
+    image_size: tuple[int, int]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The classifier on top of the backbone; stored in saved configs so reloads rebuild it."""
+
+    num_labels: int
+    kind: str = "linear"
+    pooling: str = "cls"
+    hidden_dim: int | None = None
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ResizeReport:
+    """What ``TransferModel.resize`` changed, for the CLI and logs."""
+
+    old_image_size: tuple[int, int]
+    new_image_size: tuple[int, int]
+    old_patch_size: tuple[int, int]
+    new_patch_size: tuple[int, int]
+    old_grid: tuple[int, int]
+    new_grid: tuple[int, int]
+    num_prefix_tokens: int
+    interpolation: dict = field(default_factory=dict)
+    num_parameters: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"image {self.old_image_size[0]}x{self.old_image_size[1]} -> {self.new_image_size[0]}x{self.new_image_size[1]}, "
+            f"patch {self.old_patch_size[0]}x{self.old_patch_size[1]} -> {self.new_patch_size[0]}x{self.new_patch_size[1]}, "
+            f"grid {self.old_grid[0]}x{self.old_grid[1]} -> {self.new_grid[0]}x{self.new_grid[1]} "
+            f"(+{self.num_prefix_tokens} prefix token(s) kept), {self.num_parameters:,} parameters"
+        )
+
+
+def check_divisible(image_size: tuple[int, int], patch_size: tuple[int, int]) -> tuple[int, int]:
+    """Return the patch grid, or raise a clear error when the patch size does not divide the image."""
+    h, w = image_size
+    ph, pw = patch_size
+    if h <= 0 or w <= 0:
+        raise ImageSizeError(f"image size must be positive, got {h}x{w}")
+    if h % ph or w % pw:
+        def near(x: int, p: int) -> str:
+            lo = max(p, x // p * p)
+            return f"{lo} or {lo + p}" if lo != x else str(x)
+
+        raise ImageSizeError(
+            f"image size {h}x{w} is not a multiple of the patch size {ph}x{pw}; "
+            f"use height {near(h, ph)} and width {near(w, pw)}, or change the patch size"
+        )
+    return h // ph, w // pw
+
+
+class TransferModel(nn.Module, abc.ABC):
+    """A pretrained ViT prepared for transfer. ``forward(pixel_values)`` returns logits."""
+
+    ecosystem: str = ""
+
+    def __init__(self, model: nn.Module, source: str = ""):
+        super().__init__()
+        self.model = model
+        self.source = source
+
+    # --- geometry -------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def image_size(self) -> tuple[int, int]: ...
+
+    @property
+    @abc.abstractmethod
+    def patch_size(self) -> tuple[int, int]: ...
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return check_divisible(self.image_size, self.patch_size)
+
+    @property
+    @abc.abstractmethod
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens in the sequence (class, distillation, registers)."""
+
+    @property
+    @abc.abstractmethod
+    def num_pos_prefix_tokens(self) -> int:
+        """Prefix rows in the position table (registers and ``no_embed_class`` tokens have none)."""
+
+    @property
+    @abc.abstractmethod
+    def embed_dim(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def pos_embed(self) -> nn.Parameter: ...
+
+    @property
+    @abc.abstractmethod
+    def patch_kernel(self) -> nn.Conv2d: ...
+
+    @property
+    @abc.abstractmethod
+    def preprocessing(self) -> Preprocessing: ...
+
+    # --- labels and head ------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def head_spec(self) -> HeadSpec: ...
+
+    @property
+    def num_labels(self) -> int:
+        return self.head_spec.num_labels
+
+    @property
+    @abc.abstractmethod
+    def id2label(self) -> dict[int, str]: ...
+
+    @abc.abstractmethod
+    def head_module_names(self) -> list[str]:
+        """Names (relative to ``.model``) of the modules that form the new head: peft ``modules_to_save``."""
+
+    @abc.abstractmethod
+    def default_lora_targets(self) -> list[str]:
+        """Leaf module names LoRA adapts by default: the query/value projections (HF 4.x ``query``/``value``,
+        5.x ``q_proj``/``v_proj``, resolved from the loaded model) or timm's fused ``qkv`` and ``proj``."""
+
+    @abc.abstractmethod
+    def set_head(
+        self,
+        num_labels: int,
+        id2label: dict[int, str] | None = None,
+        kind: str = "linear",
+        pooling: str | None = None,
+        hidden_dim: int | None = None,
+        dropout: float = 0.0,
+        init: str = "zeros",
+    ) -> None:
+        """Replace the classifier for a new label set."""
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        params = []
+        for name in self.head_module_names():
+            params += list(self.model.get_submodule(name).parameters())
+        return params
+
+    # --- forward --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
+        """Final-normed ``(B, N, D)`` token sequences of the last ``last_n`` blocks, oldest first."""
+
+    def forward_features(self, pixel_values: torch.Tensor, pooling: str = "cls", last_n: int = 1) -> torch.Tensor:
+        """Pooled features ``(B, F)`` for probing: ``F = last_n * D`` (``2x`` for ``cls+mean``)."""
+        tokens = self.forward_tokens(pixel_values, last_n=last_n)
+        return torch.cat([pool_tokens(t, pooling, self.num_prefix_tokens) for t in tokens], dim=-1)
+
+    def feature_dim(self, pooling: str = "cls", last_n: int = 1) -> int:
+        return last_n * pooled_dim(self.embed_dim, pooling)
+
+    @abc.abstractmethod
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
+
+    # --- resize ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _apply_geometry(self, image_size: tuple[int, int], patch_size: tuple[int, int]) -> None:
+        """Update the native model's config and module attributes to a new size (tables already set)."""
+
+    def resize(
+        self,
+        image_size: "int | tuple[int, int]",
+        patch_size: "int | tuple[int, int] | None" = None,
+        interpolation: "str | Interpolation" = "bicubic",
+        align_corners: bool | None = None,
+        antialias: bool | None = None,
+    ) -> ResizeReport:
+        """Resize position embeddings (and optionally the patch kernel) for a new input size.
+
+        The change is written into the native config, so ``save`` produces a checkpoint that the
+        stock loader rebuilds at the new size with no extra flag.
+        """
+        from ..layers import resample_patch_embed, resample_pos_embed
+
+        new_image = to_pair(image_size)
+        new_patch = to_pair(patch_size) if patch_size is not None else self.patch_size
+        new_grid = check_divisible(new_image, new_patch)
+        interp = Interpolation.parse(interpolation, align_corners=align_corners, antialias=antialias)
+        report = ResizeReport(
+            old_image_size=self.image_size,
+            new_image_size=new_image,
+            old_patch_size=self.patch_size,
+            new_patch_size=new_patch,
+            old_grid=self.grid_size,
+            new_grid=new_grid,
+            num_prefix_tokens=self.num_pos_prefix_tokens,
+            interpolation=dict(mode=interp.mode, align_corners=interp.align_corners, antialias=interp.antialias),
+        )
+        with torch.no_grad():
+            table = resample_pos_embed(
+                self.pos_embed.data, new_grid, report.old_grid, self.num_pos_prefix_tokens, interp
+            )
+            self.pos_embed.data = table.contiguous()
+            if new_patch != report.old_patch_size:
+                conv = self.patch_kernel
+                conv.weight.data = resample_patch_embed(conv.weight.data, new_patch).contiguous()
+                conv.kernel_size = new_patch
+                conv.stride = new_patch
+        self._apply_geometry(new_image, new_patch)
+        report.num_parameters = sum(p.numel() for p in self.parameters())
+        return report
+
+    # --- save -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def save(self, output_dir: "str | Path") -> Path:
+        """Write the model in its ecosystem's stock layout (weights, config with size and labels)."""
+
+    def extra_repr(self) -> str:
+        return (
+            f"ecosystem={self.ecosystem}, image_size={self.image_size}, patch_size={self.patch_size}, "
+            f"prefix_tokens={self.num_prefix_tokens}, num_labels={self.num_labels}"
+        )
