@@ -1,0 +1,8 @@
+"""Model assemblies: one ``TransferModel`` interface over transformers and timm ViTs."""
+
+from .base import HeadSpec, Preprocessing, ResizeReport, TransferModel
+from .hf_vit import HFViT
+from .loading import load_vit
+from .timm_vit import TimmViT
+
+__all__ = ["HFViT", "HeadSpec", "Preprocessing", "ResizeReport", "TimmViT", "TransferModel", "load_vit"]

@@ -1,0 +1,227 @@
+"""``HFViT``: transformers ViT, DeiT, DINOv2 and DINOv2-with-registers behind ``TransferModel``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ImageSizeError
+from ..layers import build_head, pool_tokens, pooled_dim
+from .base import HeadSpec, Preprocessing, TransferModel, to_pair
+
+# The config key under which a non-native head is recorded, so load_vit can rebuild it.
+HEAD_CONFIG_KEY = "vit_transfer_head"
+
+
+@dataclass(frozen=True)
+class HFFamily:
+    """What differs between the transformers ViT families that matters for transfer."""
+
+    pos_prefix_tokens: int  # rows before the grid in position_embeddings
+    native_pooling: str  # what the stock *ForImageClassification head reads
+    square_table_only: bool = False  # stock forward reshapes the table as a square
+    default_mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    default_std: tuple[float, ...] = (0.5, 0.5, 0.5)
+
+
+IMAGENET = dict(default_mean=(0.485, 0.456, 0.406), default_std=(0.229, 0.224, 0.225))
+FAMILIES: dict[str, HFFamily] = {
+    "vit": HFFamily(pos_prefix_tokens=1, native_pooling="cls"),
+    "deit": HFFamily(pos_prefix_tokens=2, native_pooling="cls", **IMAGENET),
+    "dinov2": HFFamily(pos_prefix_tokens=1, native_pooling="cls+mean", square_table_only=True, **IMAGENET),
+    "dinov2_with_registers": HFFamily(
+        pos_prefix_tokens=1, native_pooling="cls+mean", square_table_only=True, **IMAGENET
+    ),
+}
+
+PIL_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def read_hf_preprocessing(folder: Path | None, family: HFFamily, image_size: tuple[int, int]) -> Preprocessing:
+    """Read mean/std from a saved ``preprocessor_config.json``, else the family's defaults."""
+    mean, std, interp = family.default_mean, family.default_std, "bicubic"
+    path = folder / "preprocessor_config.json" if folder is not None else None
+    if path is not None and path.is_file():
+        cfg = json.loads(path.read_text())
+        mean = tuple(cfg.get("image_mean", mean))
+        std = tuple(cfg.get("image_std", std))
+        interp = PIL_RESAMPLE_NAMES.get(cfg.get("resample"), interp)
+    return Preprocessing(image_size=image_size, mean=mean, std=std, interpolation=interp)
+
+
+class HFViT(TransferModel):
+    """A transformers ``*ForImageClassification`` ViT. Native head: ``model.classifier``."""
+
+    ecosystem = "hf"
+
+    def __init__(self, model: nn.Module, source: str = "", preprocessing: Preprocessing | None = None):
+        super().__init__(model, source)
+        model_type = model.config.model_type
+        self.family = FAMILIES[model_type]
+        self._preprocessing = preprocessing or Preprocessing(
+            image_size=self.image_size, mean=self.family.default_mean, std=self.family.default_std
+        )
+        spec = getattr(model.config, HEAD_CONFIG_KEY, None)
+        self._head_spec = HeadSpec(**spec) if spec else HeadSpec(
+            num_labels=model.config.num_labels, pooling=self.family.native_pooling
+        )
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The encoder without the head (``model.vit``, ``model.dinov2``...); a property, not a submodule."""
+        return getattr(self.model, self.model.base_model_prefix)
+
+    # --- geometry -------------------------------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return to_pair(self.model.config.image_size)
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return to_pair(self.model.config.patch_size)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.family.pos_prefix_tokens + int(getattr(self.model.config, "num_register_tokens", 0) or 0)
+
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        return self.family.pos_prefix_tokens
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def pos_embed(self) -> nn.Parameter:
+        return self.backbone.embeddings.position_embeddings
+
+    @property
+    def patch_kernel(self) -> nn.Conv2d:
+        return self.backbone.embeddings.patch_embeddings.projection
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self._preprocessing
+
+    def _apply_geometry(self, image_size: tuple[int, int], patch_size: tuple[int, int]) -> None:
+        config = self.model.config
+        config.image_size = image_size[0] if image_size[0] == image_size[1] else list(image_size)
+        config.patch_size = patch_size[0] if patch_size[0] == patch_size[1] else list(patch_size)
+        embeddings = self.backbone.embeddings
+        patches = embeddings.patch_embeddings
+        patches.image_size = image_size
+        patches.patch_size = patch_size
+        patches.num_patches = (image_size[0] // patch_size[0]) * (image_size[1] // patch_size[1])
+        for owner in (embeddings,):
+            if hasattr(owner, "image_size"):
+                owner.image_size = image_size
+            if hasattr(owner, "patch_size"):
+                owner.patch_size = config.patch_size
+        self._preprocessing = Preprocessing(
+            image_size=image_size,
+            mean=self._preprocessing.mean,
+            std=self._preprocessing.std,
+            interpolation=self._preprocessing.interpolation,
+            crop_pct=self._preprocessing.crop_pct,
+        )
+
+    def resize(self, image_size, patch_size=None, interpolation="bicubic", align_corners=None, antialias=None):
+        size = to_pair(image_size)
+        if self.family.square_table_only and size[0] != size[1]:
+            raise ImageSizeError(
+                f"{self.model.config.model_type} in transformers assumes a square position table; "
+                f"got {size[0]}x{size[1]}. Use a square size for this family."
+            )
+        if patch_size is not None and to_pair(patch_size)[0] != to_pair(patch_size)[1]:
+            raise ImageSizeError("transformers ViTs take a square patch size")
+        return super().resize(image_size, patch_size, interpolation, align_corners, antialias)
+
+    # --- head -----------------------------------------------------------------------------
+    @property
+    def head_spec(self) -> HeadSpec:
+        return self._head_spec
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.model.config.id2label.items()}
+
+    def _has_teacher_head(self) -> bool:
+        return hasattr(self.model, "distillation_classifier")
+
+    def _native_head(self) -> bool:
+        spec = self._head_spec
+        return spec.kind == "linear" and spec.dropout == 0 and spec.pooling == self.family.native_pooling
+
+    def head_module_names(self) -> list[str]:
+        return ["cls_classifier", "distillation_classifier"] if self._has_teacher_head() else ["classifier"]
+
+    def default_lora_targets(self) -> list[str]:
+        leaves = {name.rsplit(".", 1)[-1] for name, m in self.backbone.named_modules() if isinstance(m, nn.Linear)}
+        for pair in (["q_proj", "v_proj"], ["query", "value"]):
+            if set(pair) <= leaves:
+                return pair
+        raise NotImplementedError(f"cannot find query/value projections in {type(self.model).__name__}")
+
+    def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros"):
+        pooling = pooling or self.family.native_pooling
+        spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling, hidden_dim=hidden_dim, dropout=dropout)
+        in_features = pooled_dim(self.embed_dim, pooling)
+        device = self.pos_embed.device
+        if self._has_teacher_head():
+            if kind != "linear" or pooling != "cls":
+                raise ValueError("DeiT with a distillation head takes only a linear class-token head")
+            for name in self.head_module_names():
+                setattr(self.model, name, build_head(in_features, num_labels, "linear", init=init).to(device))
+        else:
+            self.model.classifier = build_head(in_features, num_labels, kind, hidden_dim, dropout, init).to(device)
+        config = self.model.config
+        id2label = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
+        if len(id2label) != num_labels:
+            raise ValueError(f"id2label has {len(id2label)} entries for {num_labels} labels")
+        config.id2label = {int(k): str(v) for k, v in id2label.items()}
+        config.label2id = {str(v): int(k) for k, v in id2label.items()}
+        config.num_labels = num_labels
+        self._head_spec = spec
+        if self._native_head():
+            if hasattr(config, HEAD_CONFIG_KEY):
+                delattr(config, HEAD_CONFIG_KEY)
+        else:
+            setattr(config, HEAD_CONFIG_KEY, spec.to_dict())
+
+    # --- forward --------------------------------------------------------------------------
+    def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
+        if last_n == 1:
+            return [self.backbone(pixel_values=pixel_values).last_hidden_state]
+        out = self.backbone(pixel_values=pixel_values, output_hidden_states=True)
+        norm = self.backbone.layernorm
+        return [norm(h) for h in out.hidden_states[-last_n:]]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self._native_head():
+            return self.model(pixel_values=pixel_values).logits
+        tokens = self.backbone(pixel_values=pixel_values).last_hidden_state
+        return self.model.classifier(pool_tokens(tokens, self._head_spec.pooling, self.num_prefix_tokens))
+
+    # --- save -----------------------------------------------------------------------------
+    def save(self, output_dir: "str | Path") -> Path:
+        from transformers import ViTImageProcessor
+
+        output_dir = Path(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(output_dir)
+        pre = self._preprocessing
+        resample = {v: k for k, v in PIL_RESAMPLE_NAMES.items()}.get(pre.interpolation, 3)
+        processor = ViTImageProcessor(
+            do_resize=True,
+            size={"height": pre.image_size[0], "width": pre.image_size[1]},
+            resample=resample,
+            image_mean=list(pre.mean),
+            image_std=list(pre.std),
+        )
+        processor.save_pretrained(output_dir)
+        return output_dir

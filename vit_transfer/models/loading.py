@@ -1,0 +1,234 @@
+"""``load_vit``: one entry point for transformers and timm ViTs, from any source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, NotAViTError, UnknownSourceError, VitTransferError
+from .base import TransferModel
+from .checkpoints import load_state_dict_file, validate_folder
+from .hf_vit import FAMILIES, HEAD_CONFIG_KEY, HFViT, read_hf_preprocessing
+from .sources import Source, resolve_source
+from .timm_vit import TimmViT
+
+
+def load_vit(
+    source: "str | Path",
+    *,
+    num_labels: int | None = None,
+    id2label: dict[int, str] | None = None,
+    image_size: "int | tuple[int, int] | None" = None,
+    patch_size: "int | tuple[int, int] | None" = None,
+    interpolation: str = "bicubic",
+    align_corners: bool | None = None,
+    antialias: bool | None = None,
+    head: str = "linear",
+    pooling: str | None = None,
+    head_hidden_dim: int | None = None,
+    head_dropout: float = 0.0,
+    head_init: str = "zeros",
+    ecosystem: str | None = None,
+    architecture: str | None = None,
+) -> TransferModel:
+    """Load a pretrained ViT and prepare it for transfer.
+
+    ``source`` is a Hub id, a timm name, a local folder or a local weights file; ``ecosystem``
+    forces "hf" or "timm" when the source alone is ambiguous. With ``image_size`` the position
+    embeddings are resized (see ``TransferModel.resize``); with ``num_labels`` (or ``id2label``) a
+    new head replaces the classifier. Head options apply only then.
+    """
+    resolved = resolve_source(str(source), ecosystem)
+    model = _load_hf(resolved) if resolved.ecosystem == "hf" else _load_timm(resolved, architecture)
+    if image_size is not None or patch_size is not None:
+        model.resize(image_size or model.image_size, patch_size, interpolation, align_corners, antialias)
+    if id2label is not None and num_labels is None:
+        num_labels = len(id2label)
+    if num_labels is not None:
+        if id2label is not None:
+            id2label = {int(k): str(v) for k, v in id2label.items()}
+        model.set_head(num_labels, id2label, head, pooling, head_hidden_dim, head_dropout, head_init)
+    return model
+
+
+# --- transformers -----------------------------------------------------------------------------
+def _load_hf(src: Source) -> HFViT:
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    folder = Path(src.location) if src.kind in ("dir", "builtin") else None
+    if folder is not None:
+        validate_folder(folder)
+    try:
+        config = AutoConfig.from_pretrained(src.location)
+    except OSError as exc:
+        raise UnknownSourceError(_hub_message(src, exc)) from exc
+    except ValueError as exc:
+        raise NotAViTError(f"{src.original}: transformers cannot read its config ({exc})") from exc
+    if config.model_type not in FAMILIES:
+        raise NotAViTError(
+            f"{src.original} is a {config.model_type!r} model, not a Vision Transformer vit-transfer supports "
+            f"(transformers families: {', '.join(FAMILIES)}; or any timm VisionTransformer)"
+        )
+    head_spec = getattr(config, HEAD_CONFIG_KEY, None)
+    try:
+        model = AutoModelForImageClassification.from_pretrained(src.location, dtype=torch.float32)
+    except OSError as exc:
+        raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
+    preprocessing = read_hf_preprocessing(
+        folder or _hub_file_folder(src.location, "preprocessor_config.json"),
+        FAMILIES[config.model_type],
+        _pair(config.image_size),
+    )
+    wrapped = HFViT(model, source=src.original, preprocessing=preprocessing)
+    if head_spec:  # a non-native head: rebuild its modules, then load their saved weights
+        spec = dict(head_spec)
+        wrapped.set_head(spec.pop("num_labels"), wrapped.id2label, spec["kind"], spec["pooling"], spec["hidden_dim"], spec["dropout"])
+        _load_head_weights(wrapped, folder, src)
+    return wrapped
+
+
+def _hub_file_folder(repo_id: str, filename: str) -> Path | None:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, filename)).parent
+    except Exception:  # the file is optional; absent or offline means family defaults
+        return None
+
+
+def _hub_message(src: Source, exc: Exception) -> str:
+    return (
+        f"cannot load {src.original!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
+        "If it is a Hub id, check the spelling and your network (HF_HUB_OFFLINE=1 allows only cached files)."
+    )
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
+
+
+def _load_head_weights(wrapped: TransferModel, folder: Path | None, src: Source) -> None:
+    if folder is None:
+        from huggingface_hub import hf_hub_download
+
+        folder = Path(hf_hub_download(src.location, "model.safetensors")).parent
+    state = load_state_dict_file(folder / "model.safetensors")
+    for name in wrapped.head_module_names():
+        prefix = name + "."
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        wrapped.model.get_submodule(name).load_state_dict(sub)
+
+
+# --- timm -------------------------------------------------------------------------------------
+def _check_timm_vit(model: torch.nn.Module, src: Source) -> None:
+    from timm.models.vision_transformer import VisionTransformer
+
+    if not isinstance(model, VisionTransformer):
+        raise NotAViTError(
+            f"{src.original} builds a timm {type(model).__name__}, not a VisionTransformer with absolute "
+            "position embeddings that vit-transfer can adapt"
+        )
+
+
+def _load_timm(src: Source, architecture: str | None) -> TimmViT:
+    import timm
+
+    if src.kind == "file":
+        return _load_timm_file(src, architecture)
+    if src.kind == "dir":
+        folder = Path(src.location)
+        validate_folder(folder)
+        cfg = json.loads((folder / "config.json").read_text())
+        head_spec = cfg.get(HEAD_CONFIG_KEY)
+        if not timm.is_model(cfg["architecture"]):
+            raise NotAViTError(f"{folder}: timm has no architecture {cfg['architecture']!r}")
+        if head_spec:  # timm's strict loader cannot place a non-native head: build it, then load
+            model = timm.create_model(cfg["architecture"], pretrained=False, **cfg.get("model_args", {}))
+            _check_timm_vit(model, src)
+            wrapped = TimmViT(model, src.original, label_names=_label_list(cfg.get("label_names")))
+            spec = dict(head_spec)
+            wrapped.set_head(spec.pop("num_labels"), wrapped.id2label if cfg.get("label_names") else None,
+                             spec["kind"], spec["pooling"], spec["hidden_dim"], spec["dropout"])
+            weights = _first_weights(folder)
+            model.load_state_dict(load_state_dict_file(weights))
+            model.pretrained_cfg = {**model.pretrained_cfg, **cfg.get("pretrained_cfg", {})}
+            return wrapped
+        location = f"local-dir:{folder}"
+    else:
+        location = src.location
+    try:
+        model = timm.create_model(location, pretrained=True)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise UnknownSourceError(f"timm does not know the model {src.original!r}") from exc
+        raise CheckpointError(f"cannot load {src.original}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise UnknownSourceError(_hub_message(src, exc)) from exc
+    _check_timm_vit(model, src)
+    label_names = _label_list(model.pretrained_cfg.get("label_names"))
+    if src.kind == "dir":
+        cfg = json.loads((Path(src.location) / "config.json").read_text())
+        label_names = _label_list(cfg.get("label_names")) or label_names
+    return TimmViT(model, src.original, label_names=label_names)
+
+
+def _label_list(names) -> list[str] | None:
+    if not names:
+        return None
+    if isinstance(names, dict):
+        return [str(names[k]) for k in sorted(names, key=int)]
+    return [str(n) for n in names]
+
+
+def _first_weights(folder: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{folder} has no model.safetensors or pytorch_model.bin")
+
+
+def _load_timm_file(src: Source, architecture: str | None) -> TimmViT:
+    """A bare weights file: the architecture comes from the caller or a config.json beside it."""
+    import timm
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    path = Path(src.location)
+    sidecar = path.parent / "config.json"
+    model_args: dict = {}
+    if architecture is None and sidecar.is_file():
+        cfg = json.loads(sidecar.read_text())
+        architecture = cfg.get("architecture")
+        model_args = cfg.get("model_args", {})
+    if architecture is None:
+        raise UnknownSourceError(
+            f"{path} is a bare weights file: pass architecture='vit_base_patch16_224' (the timm model name) "
+            "or put its timm config.json beside it"
+        )
+    if not timm.is_model(architecture):
+        raise UnknownSourceError(f"timm has no architecture {architecture!r}")
+    state = load_state_dict_file(path)
+    head = state.get("head.weight")
+    model_args.setdefault("num_classes", int(head.shape[0]) if head is not None else 0)
+    pos = state.get("pos_embed")
+    patch = state.get("patch_embed.proj.weight")
+    model = timm.create_model(architecture, pretrained=False, **model_args)
+    _check_timm_vit(model, src)
+    if pos is not None and patch is not None and "img_size" not in model_args:
+        # keep the checkpoint's own grid rather than resampling it to the architecture default
+        prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+        n = pos.shape[1] - prefix
+        side = int(round(n**0.5))
+        if side * side == n and tuple(patch.shape[-2:]) == tuple(model.patch_embed.patch_size):
+            size = (side * patch.shape[-2], side * patch.shape[-1])
+            if size != tuple(model.patch_embed.img_size):
+                model = timm.create_model(architecture, pretrained=False, img_size=size, **model_args)
+    try:
+        state = checkpoint_filter_fn(state, model)
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{path} does not fit timm architecture {architecture!r}: {exc}") from exc
+    return TimmViT(model, src.original)

@@ -1,0 +1,146 @@
+"""``TimmViT``: a timm ``VisionTransformer`` behind ``TransferModel``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..layers import build_head, pool_tokens, pooled_dim
+from .base import HeadSpec, Preprocessing, TransferModel, to_pair
+
+# Key in timm's config.json under which a non-native head is recorded for load_vit.
+HEAD_CONFIG_KEY = "vit_transfer_head"
+TIMM_POOL = {"cls": "token", "mean": "avg"}
+
+
+class TimmViT(TransferModel):
+    """A timm ViT. Native head: ``model.head`` over ``global_pool`` (``token`` or ``avg``)."""
+
+    ecosystem = "timm"
+
+    def __init__(self, model: nn.Module, source: str = "", head_spec: dict | None = None,
+                 label_names: list[str] | None = None):
+        super().__init__(model, source)
+        pooling = {"token": "cls", "avg": "mean"}.get(model.global_pool, "cls")
+        self._head_spec = HeadSpec(**head_spec) if head_spec else HeadSpec(num_labels=model.num_classes, pooling=pooling)
+        self._label_names = list(label_names) if label_names else None
+
+    # --- geometry -------------------------------------------------------------------------
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return to_pair(self.model.patch_embed.img_size)
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return to_pair(self.model.patch_embed.patch_size)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.model.num_prefix_tokens)
+
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        return 0 if self.model.no_embed_class else int(self.model.num_prefix_tokens)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.embed_dim)
+
+    @property
+    def pos_embed(self) -> nn.Parameter:
+        return self.model.pos_embed
+
+    @property
+    def patch_kernel(self) -> nn.Conv2d:
+        return self.model.patch_embed.proj
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        from timm.data import resolve_data_config
+
+        cfg = resolve_data_config({}, model=self.model)
+        return Preprocessing(
+            image_size=self.image_size,
+            mean=tuple(cfg["mean"]),
+            std=tuple(cfg["std"]),
+            interpolation=cfg.get("interpolation", "bicubic"),
+            crop_pct=float(cfg.get("crop_pct", 1.0)),
+        )
+
+    def _apply_geometry(self, image_size: tuple[int, int], patch_size: tuple[int, int]) -> None:
+        from timm.models._input import update_model_input_size
+
+        patch_embed = self.model.patch_embed
+        patch_embed.patch_size = patch_size  # the kernel itself was resampled by TransferModel.resize
+        patch_embed.set_input_size(img_size=image_size)
+        update_model_input_size(self.model, image_size, patch_size=list(patch_size))
+
+    # --- head -----------------------------------------------------------------------------
+    @property
+    def head_spec(self) -> HeadSpec:
+        return self._head_spec
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        names = self._label_names
+        if names is None:
+            names = self.model.pretrained_cfg.get("label_names") if hasattr(self.model, "pretrained_cfg") else None
+        if not names or len(names) != self.num_labels:
+            return {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        return dict(enumerate(names))
+
+    def _native_head(self) -> bool:
+        spec = self._head_spec
+        return spec.kind == "linear" and spec.dropout == 0 and spec.pooling in TIMM_POOL
+
+    def head_module_names(self) -> list[str]:
+        return ["head"]
+
+    def default_lora_targets(self) -> list[str]:
+        return ["qkv", "proj"]
+
+    def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros"):
+        pooling = pooling or self._head_spec.pooling
+        spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling, hidden_dim=hidden_dim, dropout=dropout)
+        self.model.reset_classifier(int(num_labels), global_pool=TIMM_POOL.get(pooling, "token"))
+        device = self.pos_embed.device
+        self.model.head = build_head(pooled_dim(self.embed_dim, pooling), num_labels, kind, hidden_dim, dropout, init).to(device)
+        if id2label is not None and len(id2label) != num_labels:
+            raise ValueError(f"id2label has {len(id2label)} entries for {num_labels} labels")
+        self._label_names = [str(id2label[i]) for i in range(num_labels)] if id2label else None
+        self._head_spec = spec
+
+    # --- forward --------------------------------------------------------------------------
+    def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
+        if last_n == 1:
+            return [self.model.forward_features(pixel_values)]
+        outs = self.model.forward_intermediates(
+            pixel_values, indices=last_n, return_prefix_tokens=True, norm=True,
+            output_fmt="NLC", intermediates_only=True,
+        )
+        return [torch.cat([prefix, spatial], dim=1) if prefix is not None else spatial for spatial, prefix in outs]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self._native_head():
+            return self.model(pixel_values)
+        tokens = self.model.forward_features(pixel_values)
+        pooled = pool_tokens(tokens, self._head_spec.pooling, self.num_prefix_tokens)
+        if pooled.shape[-1] == self.embed_dim:  # timm's fc_norm (Identity unless built for avg pooling)
+            pooled = self.model.fc_norm(pooled)
+        return self.model.head(self.model.head_drop(pooled))
+
+    # --- save -----------------------------------------------------------------------------
+    def save(self, output_dir: "str | Path") -> Path:
+        """timm's hub layout (``config.json`` + ``model.safetensors``): ``local-dir:``/``hf-hub:`` reload it."""
+        from timm.models import save_for_hf
+
+        output_dir = Path(output_dir)
+        model_config: dict = {}
+        if self._label_names:
+            model_config["label_names"] = list(self._label_names)
+        if not self._native_head():
+            model_config[HEAD_CONFIG_KEY] = self._head_spec.to_dict()
+        save_for_hf(self.model, output_dir, model_config=model_config, safe_serialization=True)
+        return output_dir
