@@ -2,7 +2,7 @@
 
 from .base import HeadSpec, Preprocessing, ResizeReport, TransferModel
 from .hf_vit import HFViT
-from .loading import load_vit
+from .loading import load_vit, load_vit_from_config
 from .timm_vit import TimmViT
 
-__all__ = ["HFViT", "HeadSpec", "Preprocessing", "ResizeReport", "TimmViT", "TransferModel", "load_vit"]
+__all__ = ["HFViT", "HeadSpec", "Preprocessing", "ResizeReport", "TimmViT", "TransferModel", "load_vit", "load_vit_from_config"]

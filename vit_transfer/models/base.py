@@ -205,6 +205,10 @@ class TransferModel(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
+    @abc.abstractmethod
+    def reinitialize(self, seed: int = 0) -> None:
+        """Replace every weight with the architecture's random initialisation (the from-scratch control)."""
+
     # --- resize ---------------------------------------------------------------------------
     @abc.abstractmethod
     def _apply_geometry(self, image_size: tuple[int, int], patch_size: tuple[int, int]) -> None:

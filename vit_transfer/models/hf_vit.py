@@ -193,6 +193,14 @@ class HFViT(TransferModel):
         else:
             setattr(config, HEAD_CONFIG_KEY, spec.to_dict())
 
+    def reinitialize(self, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        for module in self.model.modules():
+            self.model._init_weights(module)
+        for name in self.head_module_names():  # keep the zero-initialised head convention
+            for p in self.model.get_submodule(name).parameters():
+                nn.init.zeros_(p)
+
     # --- forward --------------------------------------------------------------------------
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
         if last_n == 1:

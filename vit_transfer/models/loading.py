@@ -232,3 +232,26 @@ def _load_timm_file(src: Source, architecture: str | None) -> TimmViT:
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path} does not fit timm architecture {architecture!r}: {exc}") from exc
     return TimmViT(model, src.original)
+
+
+def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int, str] | None = None,
+                         seed: int = 0) -> TransferModel:
+    """``load_vit`` driven by a recipe's ``model:`` section (``vit_transfer.config.ModelConfig``)."""
+    model = load_vit(
+        cfg.source,
+        num_labels=num_labels,
+        id2label=id2label,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        interpolation=cfg.interpolation,
+        head=cfg.head,
+        pooling=cfg.pooling,
+        head_hidden_dim=cfg.head_hidden_dim,
+        head_dropout=cfg.head_dropout,
+        head_init=cfg.head_init,
+        ecosystem=cfg.ecosystem,
+        architecture=cfg.architecture,
+    )
+    if not cfg.pretrained:
+        model.reinitialize(seed)
+    return model

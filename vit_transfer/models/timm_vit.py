@@ -112,6 +112,12 @@ class TimmViT(TransferModel):
         self._label_names = [str(id2label[i]) for i in range(num_labels)] if id2label else None
         self._head_spec = spec
 
+    def reinitialize(self, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.model.init_weights()
+        for p in self.model.head.parameters():
+            nn.init.zeros_(p)
+
     # --- forward --------------------------------------------------------------------------
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
         if last_n == 1:

@@ -1,0 +1,24 @@
+"""Recipe sections shared by every command (``model:``); commands add their own sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained ViT to start from and how to adapt its geometry and head (see ``load_vit``)."""
+
+    source: str = "vit-transfer/fashion-vit-tiny"
+    ecosystem: Literal["hf", "timm"] | None = None
+    architecture: str | None = None  # timm architecture for a bare weights file
+    image_size: int | list[int] | None = None  # None keeps the checkpoint's size
+    patch_size: int | None = None
+    interpolation: str = "bicubic"  # bicubic | bilinear | nearest | transformers | timm | torchvision | big_vision
+    head: Literal["linear", "mlp"] = "linear"
+    pooling: Literal["cls", "mean", "cls+mean"] | None = None
+    head_hidden_dim: int | None = None
+    head_dropout: float = 0.0
+    head_init: Literal["zeros", "trunc_normal"] = "zeros"
+    pretrained: bool = True  # False: same architecture, random weights (the control run)
