@@ -195,8 +195,9 @@ class HFViT(TransferModel):
 
     def reinitialize(self, seed: int = 0) -> None:
         torch.manual_seed(seed)
-        for module in self.model.modules():
-            self.model._init_weights(module)
+        # transformers 5 skips parameters flagged as loaded, so build a fresh model and copy it over
+        fresh = type(self.model)(self.model.config)
+        self.model.load_state_dict(fresh.state_dict(), strict=False)
         for name in self.head_module_names():  # keep the zero-initialised head convention
             for p in self.model.get_submodule(name).parameters():
                 nn.init.zeros_(p)
