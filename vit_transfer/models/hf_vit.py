@@ -169,7 +169,8 @@ class HFViT(TransferModel):
 
     def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros"):
         pooling = pooling or self.family.native_pooling
-        spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling, hidden_dim=hidden_dim, dropout=dropout)
+        spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling,
+                        hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout)
         in_features = pooled_dim(self.embed_dim, pooling)
         device = self.pos_embed.device
         if self._has_teacher_head():

@@ -103,7 +103,8 @@ class TimmViT(TransferModel):
 
     def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros"):
         pooling = pooling or self._head_spec.pooling
-        spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling, hidden_dim=hidden_dim, dropout=dropout)
+        spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling,
+                        hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout)
         self.model.reset_classifier(int(num_labels), global_pool=TIMM_POOL.get(pooling, "token"))
         device = self.pos_embed.device
         self.model.head = build_head(pooled_dim(self.embed_dim, pooling), num_labels, kind, hidden_dim, dropout, init).to(device)
