@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from ..models.scratch import ArchitectureConfig
 
 
 @dataclass
 class ModelConfig:
     """Which pretrained ViT to start from and how to adapt its geometry and head (see ``load_vit``)."""
 
-    source: str = "vit-transfer/fashion-vit-tiny"
+    source: str = "vit-transfer/fashion-vit-tiny"  # or "scratch": a random ViT built from `scratch`
     ecosystem: Literal["hf", "timm"] | None = None
     architecture: str | None = None  # timm architecture for a bare weights file
     image_size: int | list[int] | None = None  # None keeps the checkpoint's size
@@ -22,3 +24,4 @@ class ModelConfig:
     head_dropout: float = 0.0
     head_init: Literal["zeros", "trunc_normal"] = "zeros"
     pretrained: bool = True  # False: same architecture, random weights (the control run)
+    scratch: ArchitectureConfig = field(default_factory=ArchitectureConfig)  # used when source == "scratch"

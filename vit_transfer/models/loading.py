@@ -236,7 +236,19 @@ def _load_timm_file(src: Source, architecture: str | None) -> TimmViT:
 
 def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int, str] | None = None,
                          seed: int = 0) -> TransferModel:
-    """``load_vit`` driven by a recipe's ``model:`` section (``vit_transfer.config.ModelConfig``)."""
+    """``load_vit`` driven by a recipe's ``model:`` section (``vit_transfer.config.ModelConfig``).
+
+    ``source: scratch`` builds a random ViT from ``cfg.scratch`` (pretraining from scratch).
+    """
+    if cfg.source == "scratch":
+        from .scratch import create_vit
+
+        if num_labels is None:
+            raise ValueError("a scratch model needs num_labels")
+        model = create_vit(cfg.scratch, num_labels, id2label, seed)
+        if cfg.image_size is not None:
+            model.resize(cfg.image_size, cfg.patch_size, cfg.interpolation)
+        return model
     model = load_vit(
         cfg.source,
         num_labels=num_labels,

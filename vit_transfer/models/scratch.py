@@ -1,0 +1,56 @@
+"""Build a randomly initialised ViT from a few numbers: for pretraining from scratch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .base import Preprocessing
+from .hf_vit import HFViT
+
+
+@dataclass
+class ArchitectureConfig:
+    """A plain ViT (transformers layout): the recipe's ``model.architecture_config`` for ``source: scratch``."""
+
+    image_size: int = 28
+    patch_size: int = 4
+    num_channels: int = 3
+    hidden_size: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    mlp_dim: int = 768
+    dropout: float = 0.0
+    attention_dropout: float = 0.0
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+
+def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, str] | None = None,
+               seed: int = 0) -> HFViT:
+    """A fresh ``ViTForImageClassification`` wrapped as a ``TransferModel`` (zero-initialised head)."""
+    from transformers import ViTConfig, ViTForImageClassification
+
+    id2label = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
+    config = ViTConfig(
+        image_size=arch.image_size,
+        patch_size=arch.patch_size,
+        num_channels=arch.num_channels,
+        hidden_size=arch.hidden_size,
+        num_hidden_layers=arch.depth,
+        num_attention_heads=arch.num_heads,
+        intermediate_size=arch.mlp_dim,
+        hidden_dropout_prob=arch.dropout,
+        attention_probs_dropout_prob=arch.attention_dropout,
+        num_labels=num_labels,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
+    config.architectures = ["ViTForImageClassification"]
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(config)
+    pre = Preprocessing(image_size=(arch.image_size, arch.image_size), mean=tuple(arch.mean), std=tuple(arch.std))
+    wrapped = HFViT(model, source="scratch", preprocessing=pre)
+    wrapped.set_head(num_labels, id2label)
+    return wrapped
