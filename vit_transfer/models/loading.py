@@ -73,7 +73,10 @@ def _load_hf(src: Source) -> HFViT:
         )
     head_spec = getattr(config, HEAD_CONFIG_KEY, None)
     try:
-        model = AutoModelForImageClassification.from_pretrained(src.location, dtype=torch.float32)
+        # a saved non-native head (other pooling width) is rebuilt and reloaded below, so let its shape differ here
+        model = AutoModelForImageClassification.from_pretrained(
+            src.location, dtype=torch.float32, ignore_mismatched_sizes=bool(head_spec)
+        )
     except OSError as exc:
         raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
     except (RuntimeError, ValueError) as exc:
