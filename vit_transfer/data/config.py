@@ -1,0 +1,48 @@
+"""The recipe sections that describe data: ``data:`` (where images come from) and ``augment:``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Format = Literal["auto", "hub", "imagefolder", "csv", "parquet", "idx", "digits"]
+
+
+@dataclass
+class DataConfig:
+    """Where the images and labels come from, and how the splits are formed.
+
+    ``source`` is a Hub dataset id, an image-folder path, a ``.csv``/``.parquet`` file, a folder of
+    idx files, ``"sklearn:digits"`` or ``"fashion-mnist"``; ``format="auto"`` tells them apart.
+    ``eval_split``/``test_split`` left at ``None`` pick the source's own validation/test split when
+    it has one (``"none"`` turns a split off); without a validation split, ``val_fraction`` of the
+    train split is carved out (seeded by ``split_seed``, stratified by label).
+    """
+
+    source: str = "sklearn:digits"
+    format: Format = "auto"
+    image_column: str = "image"
+    label_column: str = "label"
+    train_split: str = "train"
+    eval_split: str | None = None
+    test_split: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_test_samples: int | None = None
+    num_workers: int = 2
+    hub_config: str | None = None  # the Hub dataset's configuration name (``load_dataset(id, name)``)
+
+
+@dataclass
+class AugmentConfig:
+    """Train-time augmentation; evaluation always resizes and centre-crops."""
+
+    crop: Literal["random_resized_crop", "resize"] = "random_resized_crop"
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: bool = True
+    randaugment: bool = False
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    label_smoothing: float = 0.0  # applied by the loss (CrossEntropyLoss accepts soft targets too)
