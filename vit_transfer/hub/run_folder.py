@@ -1,0 +1,159 @@
+"""Read what a training run left behind: the model, the LoRA adapter and the run's metadata.
+
+``push`` accepts either a run folder (``model/``, ``adapter/``, ``run_info.json``, ``metrics.json``,
+``recipe.yaml``; see docs/architecture.md) or a saved model / adapter folder on its own. Missing
+metadata is fine (the card says less); a missing model is an error that names the missing file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import NoTrainedModelError
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+# Parameter-name fragments that only an unmerged peft model has: such weights are not a plain model.
+PEFT_KEY_MARKERS = (".lora_A.", ".lora_B.", ".base_layer.", ".modules_to_save.", ".original_module.")
+
+
+@dataclass
+class RunFolder:
+    """A training run (or a bare model folder) as push sees it."""
+
+    root: Path
+    model_dir: Path | None = None
+    adapter_dir: Path | None = None
+    run_info: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # why a model/ or adapter/ was not usable
+
+    @property
+    def model_ecosystem(self) -> str | None:
+        return folder_ecosystem(self.model_dir) if self.model_dir else None
+
+    @property
+    def adapter_config(self) -> dict:
+        return read_json(self.adapter_dir / "adapter_config.json") if self.adapter_dir else {}
+
+    @property
+    def method(self) -> str | None:
+        return self.run_info.get("method") or ("lora" if self.adapter_dir else None)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NoTrainedModelError(f"{path} is not valid JSON ({exc}); was the run interrupted while writing it?") from exc
+    if not isinstance(data, dict):
+        raise NoTrainedModelError(f"{path} should hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def folder_ecosystem(folder: Path) -> str:
+    """``"timm"`` for timm's hub layout (``architecture`` key), else ``"hf"``."""
+    cfg = read_json(folder / "config.json")
+    return "timm" if "architecture" in cfg else "hf"
+
+
+def _weights_in(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def model_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a full model the stock loaders can read, or None if it is one."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    if not (folder / "config.json").is_file():
+        return f"{folder} has no config.json"
+    weights = _weights_in(folder, WEIGHT_FILES)
+    if weights is None:
+        return f"{folder} has config.json but no weights (model.safetensors)"
+    cfg = read_json(folder / "config.json")
+    if "architecture" not in cfg and "model_type" not in cfg:
+        return f"{folder / 'config.json'} names neither a transformers model_type nor a timm architecture"
+    if weights.name == "model.safetensors" and _has_peft_keys(weights):
+        return f"{weights} holds unmerged LoRA weights (lora_A/lora_B), not a plain model"
+    return None
+
+
+def adapter_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a peft adapter, or None if it is one."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    if not (folder / "adapter_config.json").is_file():
+        return f"{folder} has no adapter_config.json"
+    if _weights_in(folder, ADAPTER_WEIGHT_FILES) is None:
+        return f"{folder} has adapter_config.json but no adapter_model.safetensors"
+    return None
+
+
+def _has_peft_keys(weights: Path) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            return any(marker in f".{key}" for key in fh.keys() for marker in PEFT_KEY_MARKERS)
+    except Exception as exc:  # unreadable header: say so rather than push a broken file
+        raise NoTrainedModelError(f"{weights} is not a readable safetensors file ({exc})") from exc
+
+
+def _read_metadata(folder: Path) -> tuple[dict, dict, dict]:
+    run_info = read_json(folder / "run_info.json") if (folder / "run_info.json").is_file() else {}
+    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+    recipe: dict = {}
+    if (folder / "recipe.yaml").is_file():
+        try:
+            loaded = yaml.safe_load((folder / "recipe.yaml").read_text())
+        except yaml.YAMLError as exc:
+            raise NoTrainedModelError(f"{folder / 'recipe.yaml'} is not valid YAML: {exc}") from exc
+        recipe = loaded if isinstance(loaded, dict) else {}
+    return run_info, metrics, recipe
+
+
+def read_run_folder(path: "str | Path") -> RunFolder:
+    """Find the model and/or adapter under ``path`` and load whatever run metadata is there."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise NoTrainedModelError(f"{root} is not a folder; pass a training output folder (holding model/) or a saved model folder")
+
+    if (root / "config.json").is_file() or (root / "adapter_config.json").is_file():
+        # A model or adapter folder itself; its run's metadata may sit one level up (OUTPUT_DIR/model).
+        meta_dir = root if (root / "run_info.json").is_file() or not (root.parent / "run_info.json").is_file() else root.parent
+        run = RunFolder(root, None, None, *_read_metadata(meta_dir))
+        if (root / "adapter_config.json").is_file():
+            problem = adapter_problem(root)
+            if problem:
+                raise NoTrainedModelError(problem)
+            run.adapter_dir = root
+        else:
+            problem = model_problem(root)
+            if problem:
+                raise NoTrainedModelError(problem)
+            run.model_dir = root
+        return run
+
+    run = RunFolder(root, None, None, *_read_metadata(root))
+    for sub, check, attr in (("model", model_problem, "model_dir"), ("adapter", adapter_problem, "adapter_dir")):
+        candidate = root / sub
+        if candidate.exists():
+            problem = check(candidate)
+            if problem:
+                run.problems.append(problem)
+            else:
+                setattr(run, attr, candidate)
+    if run.model_dir is None and run.adapter_dir is None:
+        found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]) or "nothing"
+        detail = "; ".join(run.problems) if run.problems else "model/ and adapter/ are both missing"
+        raise NoTrainedModelError(
+            f"{root} holds no trained model: {detail}. Expected model/ (config.json + model.safetensors) "
+            f"or adapter/ (adapter_config.json + adapter_model.safetensors), as `vit-transfer train` writes; "
+            f"found: {found}"
+        )
+    return run
