@@ -48,8 +48,8 @@ TIMM_SIZES = {
 FALLBACK_TIMM_ARCHITECTURE = "vit_base_patch16_224"
 
 STANDARD_VIT = (
-    "only standard ViTs convert: a class token, a learned position table covering it, pre-norm blocks "
-    "with fused-or-split qkv attention and a GELU MLP, a final LayerNorm and a linear head on the class token"
+    "Only standard ViTs convert: a class token, a learned position table with a row for it, pre-norm "
+    "blocks of plain multi-head attention and a GELU MLP, a final LayerNorm and a linear head on the class token"
 )
 
 
