@@ -248,7 +248,10 @@ def _builtin_names():
     return sorted(BUILTIN_MODELS)
 
 
-@pytest.mark.parametrize("name", _builtin_names() or [pytest.param("none", marks=pytest.mark.skip("no built-in checkpoint yet"))])
+NO_BUILTIN = [pytest.param("none", marks=pytest.mark.skip("no built-in checkpoint shipped yet"))]
+
+
+@pytest.mark.parametrize("name", _builtin_names() or NO_BUILTIN)
 @torch.no_grad()
 def test_shipped_checkpoint_converts_to_timm_with_the_same_logits(name, tmp_path):
     from vit_transfer.models.builtin import builtin_path

@@ -227,9 +227,9 @@ def read_timm_vit(model: TransferModel) -> tuple[VitSpec, dict[str, torch.Tensor
             reasons.append(f"a {type(norm).__name__} norm (expected LayerNorm with weight and bias)")
             break
         eps.add(float(norm.eps))
-    for i, block in enumerate(net.blocks):
+    for block in net.blocks:
         if type(block) is not Block:
-            reasons.append(f"block {i} of class {type(block).__name__} (expected timm Block)")
+            reasons.append(f"blocks of class {type(block).__name__} (expected timm Block)")
             continue
         if not (isinstance(block.ls1, nn.Identity) and isinstance(block.ls2, nn.Identity)):
             reasons.append("layer scale (init_values)")
@@ -237,11 +237,12 @@ def read_timm_vit(model: TransferModel) -> tuple[VitSpec, dict[str, torch.Tensor
         if type(attn) is not Attention or not all(
             isinstance(getattr(attn, n, nn.Identity()), nn.Identity) for n in ("q_norm", "k_norm", "norm")
         ) or attn.proj.bias is None:
-            reasons.append(f"non-standard attention in block {i} (qk norm, scale norm, no proj bias or another class)")
+            reasons.append("non-standard attention (qk norm, scale norm, no proj bias or another class)")
             continue
         qkv_bias.add(attn.qkv.bias is not None)
-        if type(mlp) is not Mlp or not isinstance(mlp.norm, nn.Identity) or mlp.fc1.bias is None or mlp.fc2.bias is None:
-            reasons.append(f"a custom MLP in block {i} (SwiGLU, a norm, no bias or another class)")
+        plain_mlp = type(mlp) is Mlp and isinstance(mlp.norm, nn.Identity)
+        if not plain_mlp or mlp.fc1.bias is None or mlp.fc2.bias is None:
+            reasons.append("a custom MLP (SwiGLU, a norm, no bias or another class)")
             continue
         hidden.add(mlp.fc1.out_features)
         acts.add(_timm_activation(mlp.act))
@@ -504,7 +505,9 @@ def convert_checkpoint(
     say = log or (lambda line: None)
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise ConfigError(f"output folder {output_dir} is not empty; choose a new folder or pass --overwrite (overwrite=True)")
+        raise ConfigError(
+            f"output folder {output_dir} is not empty; choose a new folder or pass --overwrite (overwrite=True)"
+        )
     model = load_vit(source, ecosystem=ecosystem, architecture=architecture).eval()
     if model.ecosystem == "timm":
         _restore_recorded_eps(model, source)
