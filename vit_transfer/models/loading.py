@@ -176,7 +176,18 @@ def _load_timm(src: Source, architecture: str | None) -> TimmViT:
     if src.kind == "dir":
         cfg = json.loads((Path(src.location) / "config.json").read_text())
         label_names = _label_list(cfg.get("label_names")) or label_names
+        _apply_recorded_layer_norm_eps(model, cfg)
     return TimmViT(model, src.original, label_names=label_names)
+
+
+def _apply_recorded_layer_norm_eps(model: torch.nn.Module, cfg: dict) -> None:
+    """timm rebuilds norms at eps 1e-6; a model converted from transformers (1e-12) records its own."""
+    eps = cfg.get("vit_transfer_layer_norm_eps")
+    if eps is None:
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.eps = float(eps)
 
 
 def _label_list(names) -> list[str] | None:
