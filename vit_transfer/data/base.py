@@ -45,12 +45,12 @@ class ImageDataset(torch.utils.data.Dataset, abc.ABC):
         return image, label
 
     def try_load(self, index: int) -> "tuple[Image.Image | None, int, str | None]":
-        """``(image, label, None)``, or ``(None, label, why)`` when the image cannot be decoded."""
+        """``(image, label, None)``, or ``(None, label, reason)`` when the image cannot be decoded."""
         label = int(self.labels[index])  # IndexError past the end, as sequences should
         try:
             return self.load_image(index), label, None
         except Exception as exc:  # any decode failure becomes a skipped item, never a crash
-            return None, label, f"{self.describe(index)}: {type(exc).__name__}: {exc}"
+            return None, label, f"{type(exc).__name__}: {exc}"
 
     @abc.abstractmethod
     def load_image(self, index: int) -> Image.Image:

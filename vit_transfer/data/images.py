@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -24,8 +24,14 @@ def is_image_file(path: "str | Path") -> bool:
 
 def decode_image(data: "str | Path | bytes") -> Image.Image:
     """Open and fully decode an image from a path or encoded bytes; raises on any corruption."""
-    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-    with Image.open(source) as image:
+    in_memory = isinstance(data, (bytes, bytearray, memoryview))
+    try:
+        image = Image.open(io.BytesIO(data) if in_memory else data)
+    except UnidentifiedImageError:
+        if in_memory:  # PIL's message would name a BytesIO object's address
+            raise UnidentifiedImageError(f"cannot identify image data ({len(data)} bytes)") from None
+        raise
+    with image:
         image.load()  # the first frame of an animation
         return image.copy()  # detached from the file, which the context closes
 

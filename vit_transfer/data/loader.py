@@ -27,7 +27,10 @@ _warned: set[str] = set()
 
 
 class TransformedItems(Dataset):
-    """``(tensor or None, label, why-None)`` items: the transform applied, failures caught."""
+    """``(tensor or None, label, failure)`` items: the transform applied, failures caught.
+
+    ``failure`` is ``None`` or ``(item name, reason)``.
+    """
 
     def __init__(self, dataset: Dataset, transform: Callable):
         self.dataset = dataset
@@ -36,18 +39,20 @@ class TransformedItems(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def _name(self, index: int) -> str:
+        return self.dataset.describe(index) if hasattr(self.dataset, "describe") else f"item {index}"
+
     def __getitem__(self, index: int):
         if hasattr(self.dataset, "try_load"):
-            image, label, why = self.dataset.try_load(index)
+            image, label, reason = self.dataset.try_load(index)
         else:
-            (image, label), why = self.dataset[index], None
+            (image, label), reason = self.dataset[index], None
         if image is None:
-            return None, int(label), why or f"item {index}: no image"
+            return None, int(label), (self._name(index), reason or "no image")
         try:
             return self.transform(image), int(label), None
         except Exception as exc:  # a decoded image the transform cannot handle: skip it too
-            name = self.dataset.describe(index) if hasattr(self.dataset, "describe") else f"item {index}"
-            return None, int(label), f"{name}: {type(exc).__name__}: {exc}"
+            return None, int(label), (self._name(index), f"{type(exc).__name__}: {exc}")
 
 
 class SkipUndecodable:
@@ -58,10 +63,14 @@ class SkipUndecodable:
 
     def __call__(self, items: list) -> dict:
         good = [(x, y) for x, y, _ in items if x is not None]
-        for _, _, why in items:
-            if why is not None and why not in _warned:
-                _warned.add(why)
-                warnings.warn(f"skipping an image that cannot be decoded: {why}", UndecodableImageWarning, stacklevel=2)
+        for _, _, failure in items:
+            if failure is not None and failure[0] not in _warned:
+                _warned.add(failure[0])
+                warnings.warn(
+                    f"skipping an image that cannot be decoded: {failure[0]} ({failure[1]})",
+                    UndecodableImageWarning,
+                    stacklevel=2,
+                )
         skipped = torch.tensor(len(items) - len(good), dtype=torch.long)
         if good:
             pixel_values = torch.stack([x for x, _ in good])

@@ -1,0 +1,150 @@
+"""make_dataloader: undecodable images are dropped and counted, never raised; shuffling repeats per seed."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vit_transfer.data import (
+    ArrayImageDataset,
+    DataConfig,
+    UndecodableImageWarning,
+    build_transform,
+    load_image_datasets,
+    make_dataloader,
+)
+from vit_transfer.models import Preprocessing
+from vit_transfer.testing import write_image_folder
+
+TRANSFORM = build_transform(Preprocessing(image_size=(16, 24), mean=(0.0,) * 3, std=(1.0,) * 3), train=False)
+
+
+def corrupt_folder(root):
+    """3 classes x 4 good train images, plus a truncated PNG and a garbage .jpg."""
+    write_image_folder(root, num_classes=3, per_class=4, size=16)
+    good = (root / "train" / "class_0" / "0.png").read_bytes()
+    (root / "train" / "class_1" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "train" / "class_2" / "garbage.jpg").write_bytes(b"this is not a jpeg at all" * 10)
+    return root
+
+
+def run_epoch(loader):
+    rows, skipped, labels = 0, 0, []
+    for batch in loader:
+        assert batch["pixel_values"].shape[1:] == (3, 16, 24)
+        assert batch["pixel_values"].shape[0] == batch["labels"].shape[0]
+        rows += batch["labels"].shape[0]
+        skipped += int(batch["num_skipped"])
+        labels += batch["labels"].tolist()
+    return rows, skipped, labels
+
+
+def test_corrupt_images_are_skipped_counted_and_named(tmp_path):
+    root = corrupt_folder(tmp_path / "imgs")
+    ds = load_image_datasets(DataConfig(source=str(root), eval_split="none"))
+    assert len(ds.train) == 14
+    loader = make_dataloader(ds.train, TRANSFORM, batch_size=4, shuffle=True, seed=0)
+    with pytest.warns(UndecodableImageWarning) as caught:
+        rows, skipped, labels = run_epoch(loader)
+    assert (rows, skipped) == (12, 2) and sorted(labels) == [0] * 4 + [1] * 4 + [2] * 4
+    messages = " ".join(str(w.message) for w in caught)
+    assert "truncated.png" in messages and "garbage.jpg" in messages
+    assert ds.train[ds.train.refs.index(str(root / "train" / "class_2" / "garbage.jpg"))][0] is None
+
+
+def test_a_batch_of_only_bad_images_has_zero_rows(tmp_path):
+    (tmp_path / "a").mkdir()
+    for name in ("x.png", "y.png"):
+        (tmp_path / "a" / name).write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    ds = load_image_datasets(DataConfig(source=str(tmp_path), eval_split="none"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndecodableImageWarning)
+        (batch,) = list(make_dataloader(ds.train, TRANSFORM, batch_size=8, shuffle=False))
+    assert batch["pixel_values"].shape == (0, 3, 16, 24) and batch["labels"].shape == (0,)
+    assert int(batch["num_skipped"]) == 2
+
+
+def test_missing_file_in_csv_is_skipped(tmp_path):
+    Image.new("RGB", (5, 5), (9, 9, 9)).save(tmp_path / "ok.png")
+    (tmp_path / "t.csv").write_text("image,label\nok.png,a\ngone.png,b\n")
+    with pytest.warns(UserWarning, match="1 of 2 image file"):
+        ds = load_image_datasets(DataConfig(source=str(tmp_path / "t.csv"), eval_split="none"))
+    with pytest.warns(UndecodableImageWarning, match="gone.png"):
+        rows, skipped, labels = run_epoch(make_dataloader(ds.train, TRANSFORM, batch_size=2, shuffle=False))
+    assert (rows, skipped, labels) == (1, 1, [0])
+
+
+def numbered(n=20):
+    """Images whose label is their index, so a batch's labels show the order."""
+    return ArrayImageDataset(np.zeros((n, 4, 4), np.uint8), np.arange(n), name="numbered")
+
+
+def epoch_orders(loader, epochs=2):
+    return [run_epoch(loader)[2] for _ in range(epochs)]
+
+
+def test_shuffle_order_repeats_for_a_seed_and_changes_per_epoch():
+    first = epoch_orders(make_dataloader(numbered(), TRANSFORM, batch_size=6, shuffle=True, seed=5))
+    second = epoch_orders(make_dataloader(numbered(), TRANSFORM, batch_size=6, shuffle=True, seed=5))
+    other = epoch_orders(make_dataloader(numbered(), TRANSFORM, batch_size=6, shuffle=True, seed=6))
+    assert first == second and first != other
+    assert first[0] != first[1] and sorted(first[0]) == list(range(20))
+    unshuffled = epoch_orders(make_dataloader(numbered(), TRANSFORM, batch_size=6, shuffle=False), epochs=1)
+    assert unshuffled == [list(range(20))]
+
+
+@pytest.fixture
+def accelerator():
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    yield Accelerator(cpu=True)
+    AcceleratorState._reset_state(reset_partial_state=True)  # leave no global state for other tests
+
+
+def test_resume_mid_epoch_with_set_epoch_and_skip_first_batches(accelerator):
+    from accelerate import skip_first_batches
+
+    reference = epoch_orders(make_dataloader(numbered(), TRANSFORM, batch_size=4, shuffle=True, seed=1))
+    prepared = accelerator.prepare(make_dataloader(numbered(), TRANSFORM, batch_size=4, shuffle=True, seed=1))
+    assert epoch_orders(prepared) == reference  # Accelerate keeps the order
+    fresh = accelerator.prepare(make_dataloader(numbered(), TRANSFORM, batch_size=4, shuffle=True, seed=1))
+    fresh.set_epoch(1)  # resuming in epoch 1 after 2 of its 5 batches
+    resumed = [b["labels"].tolist() for b in skip_first_batches(fresh, 2)]
+    assert sum(resumed, []) == reference[1][8:]
+    plain = make_dataloader(numbered(), TRANSFORM, batch_size=4, shuffle=True, seed=1)
+    plain.sampler.set_epoch(1)  # the same without Accelerate's wrapper
+    assert sum((b["labels"].tolist() for b in skip_first_batches(plain, 3)), []) == reference[1][12:]
+
+
+def test_workers_persist_and_give_the_same_batches():
+    with_workers = make_dataloader(numbered(), TRANSFORM, batch_size=5, shuffle=True, seed=2, num_workers=2)
+    assert with_workers.persistent_workers and with_workers.pin_memory == torch.cuda.is_available()
+    without = make_dataloader(numbered(), TRANSFORM, batch_size=5, shuffle=True, seed=2)
+    assert epoch_orders(with_workers) == epoch_orders(without)
+
+
+def test_corrupt_bytes_in_a_datasets_table_are_skipped(tmp_path):
+    import io
+
+    import datasets
+
+    buf = io.BytesIO()
+    Image.new("RGB", (6, 6), (1, 2, 3)).save(buf, format="PNG")
+    cells = [{"bytes": buf.getvalue(), "path": None}, {"bytes": b"garbage", "path": None}] * 2
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    datasets.Dataset.from_dict({"image": cells, "label": [0, 1, 0, 1]}, features=features).save_to_disk(str(tmp_path / "d"))
+    ds = load_image_datasets(DataConfig(source=str(tmp_path / "d"), eval_split="none"))
+    assert ds.format == "hub" and ds.train[1][0] is None and ds.train[2][0].getpixel((0, 0)) == (1, 2, 3)
+    loader = make_dataloader(ds.train, TRANSFORM, batch_size=3, shuffle=False)
+    with pytest.warns(UndecodableImageWarning) as caught:
+        rows, skipped, labels = run_epoch(loader)
+    assert (rows, skipped, labels) == (2, 2, [0, 0])
+    assert sorted(str(w.message).split(": ", 1)[1].split(" (")[0][-8:] for w in caught) == ["train[1]", "train[3]"]
+    assert "7 bytes" in str(caught[0].message)
+    with warnings.catch_warnings(record=True) as again:  # once per item: a second epoch is quiet
+        warnings.simplefilter("always")
+        assert run_epoch(loader)[1] == 2
+    assert not [w for w in again if issubclass(w.category, UndecodableImageWarning)]
