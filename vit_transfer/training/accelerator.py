@@ -1,0 +1,41 @@
+"""One place that builds the ``Accelerator`` (precision, device, trackers) for every training entry point."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+TRACKER_DIR = "logs"
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+
+
+def _launched_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "none",
+                     project_dir: "str | Path | None" = None):
+    """An ``Accelerator`` for one training run.
+
+    In a single process the global Accelerate state is reset first, so several runs with different
+    precisions can follow each other in one Python session (tests, the quickstart, notebooks).
+    Under ``accelerate launch`` with several processes the state is left alone.
+    The scheduler is stepped by the loop itself once per optimiser step (not once per process).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if not _launched_distributed() and AcceleratorState._shared_state:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    trackers = "tensorboard" if log_with == "tensorboard" and tensorboard_available() and project_dir else None
+    return Accelerator(
+        mixed_precision=precision,
+        cpu=cpu,
+        log_with=trackers,
+        project_dir=str(project_dir) if project_dir is not None else None,
+        step_scheduler_with_optimizer=False,
+    )

@@ -1,0 +1,75 @@
+"""The training recipe's own sections: optimiser, schedule, loop, evaluation, output.
+
+Defaults follow the ViT paper's transfer protocol (SGD momentum 0.9, no weight decay, clip at
+global norm 1, cosine decay with linear warmup) so a recipe only states what differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class OptimConfig:
+    """``optim:``: which optimiser, its learning rate and regularisation."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw only
+    eps: float = 1e-8  # adamw only
+    weight_decay: float = 0.0  # applied to matrices only (not biases, norms, position/class tokens)
+    clip_grad_norm: float | None = 1.0  # global L2 norm over all trainable parameters; null: no clipping
+    layer_decay: float | None = None  # layer-wise lr decay: block i of L gets lr * decay**(L + 1 - i)
+
+
+@dataclass
+class ScheduleConfig:
+    """``schedule:``: learning-rate shape over the optimiser steps, after a linear warmup from 0."""
+
+    name: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0  # final lr as a fraction of the peak (cosine / linear)
+
+
+@dataclass
+class TrainConfig:
+    """``train:``: the loop. ``batch_size`` is global: images per optimiser step over all processes."""
+
+    max_steps: int | None = 1000  # optimiser steps; null: use epochs
+    epochs: float | None = None  # used when max_steps is null
+    batch_size: int = 512
+    grad_accum_steps: int = 1  # per-process micro-batch = batch_size / (processes * grad_accum_steps)
+    precision: Literal["no", "bf16", "fp16"] = "no"
+    seed: int = 0
+    ema_decay: float | None = None  # e.g. 0.9999: keep an EMA of the weights, evaluate and save it
+    log_every: int = 10
+    checkpoint_every: int | None = None  # optimiser steps between checkpoints; null: none
+    keep_checkpoints: int = 2  # newest checkpoints kept (older ones deleted)
+    resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
+    cpu: bool = False  # force the CPU even when an accelerator is present
+
+
+@dataclass
+class EvalConfig:
+    """``eval:``: held-out evaluation (top-1, top-5, loss) during and after training."""
+
+    every_steps: int | None = None  # null: only at the end
+    batch_size: int | None = None  # per process; null: the training micro-batch
+
+
+@dataclass
+class OutputConfig:
+    """``output:``: where the run folder goes, logging, and the optional push to the Hub."""
+
+    dir: str = "runs/vit-transfer"
+    log_with: Literal["tensorboard", "none"] = "tensorboard"  # tensorboard is used only when installed
+    push_to_hub: bool = False
+    hub_repo_id: str | None = None
+    hub_private: bool = False
+    hub_revision: str | None = None
+
+
+__all__ = ["EvalConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig"]

@@ -1,0 +1,72 @@
+"""Optimiser construction: parameter groups for weight decay and layer-wise learning-rate decay."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .config import OptimConfig
+
+# Parameters that are never weight-decayed besides biases and norm weights (all 1-D).
+NO_DECAY_NAMES = ("pos_embed", "position_embeddings", "cls_token", "reg_token", "register_tokens", "mask_token",
+                  "dist_token", "distillation_token")
+# Parameters of the patch / position embedding: layer 0 for layer-wise lr decay.
+EMBEDDING_NAMES = ("embeddings.", "patch_embed", "pos_embed", "cls_token", "reg_token", "mask_token", "dist_token")
+BLOCK_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|blocks)\.(\d+)\.")
+
+
+def num_blocks(names: list[str]) -> int:
+    """Transformer blocks, read from parameter names (``encoder.layer.N`` in transformers, ``blocks.N`` in timm)."""
+    found = [int(m.group(1)) for n in names if (m := BLOCK_INDEX.search(n))]
+    return max(found) + 1 if found else 0
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """0 for embeddings, i + 1 for block i, ``num_layers + 1`` for the final norm and the head."""
+    match = BLOCK_INDEX.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    if any(key in name for key in EMBEDDING_NAMES):
+        return 0
+    return num_layers + 1
+
+
+def _decays(name: str, param: torch.Tensor) -> bool:
+    return param.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
+    """Trainable parameters split by (weight decay on/off, layer); each group has its own ``lr``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ConfigError("the model has no trainable parameters: check `method` (full | head | lora)")
+    depth = num_blocks([n for n, _ in named]) if cfg.layer_decay is not None else 0
+    groups: dict[tuple[bool, int], dict] = {}
+    for name, param in named:
+        decay = _decays(name, param) and cfg.weight_decay > 0
+        layer = layer_id(name, depth) if cfg.layer_decay is not None else 0
+        scale = cfg.layer_decay ** (depth + 1 - layer) if cfg.layer_decay is not None else 1.0
+        group = groups.setdefault((decay, layer), {
+            "params": [], "names": [], "weight_decay": cfg.weight_decay if decay else 0.0,
+            "lr": cfg.lr * scale, "lr_scale": scale,
+        })
+        group["params"].append(param)
+        group["names"].append(name)
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[1], k[0]))]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (the ViT transfer protocol) or AdamW, over the model's trainable parameters."""
+    if cfg.lr <= 0:
+        raise ConfigError(f"optim.lr must be positive, got {cfg.lr}")
+    if cfg.layer_decay is not None and not 0 < cfg.layer_decay <= 1:
+        raise ConfigError(f"optim.layer_decay must be in (0, 1], got {cfg.layer_decay}")
+    groups = [{k: v for k, v in g.items() if k != "names"} for g in param_groups(model, cfg)]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+    raise ConfigError(f"optim.name must be 'sgd' or 'adamw', got {cfg.name!r}")

@@ -1,0 +1,190 @@
+"""``train(recipe)``: data + model + method from a recipe, the ``fit`` loop, and the run folder.
+
+The run folder (``output.dir``) is the contract with ``push`` and the quickstart::
+
+    model/  adapter/  metrics.json  recipe.yaml  run_info.json  checkpoints/step_XXXXXXXX/  logs/
+
+``recipe.yaml`` and ``run_info.json`` are written before training starts, the model and the final
+metrics at the end; every file goes through a temp name and a rename, so a run that dies leaves
+the previous complete files (and its checkpoints) behind, never half-written ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from ..adapters.lora import LoraHandle, apply_lora, merge_lora, save_adapter
+from ..config import to_dict
+from ..errors import ConfigError
+from .accelerator import make_accelerator
+from .loop import FitResult, Hook, fit
+from .outputs import command_line, library_versions, replace_dir, write_json
+from .recipe import TrainRecipe, check_recipe
+
+
+@dataclass
+class TrainResult:
+    """A finished run: where its folder is, its metrics, and the trained ``TransferModel``."""
+
+    output_dir: Path
+    metrics: dict
+    model: object = None
+    history: list[dict] = field(default_factory=list)
+    lora: LoraHandle | None = None
+    resumed_from: str | None = None
+
+
+def prepare_method(model, method: str, lora_cfg=None) -> LoraHandle | None:
+    """Set which weights train: ``full`` all, ``head`` only the new head, ``lora`` adapters + head."""
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return None
+    if method == "head":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.head_parameters():
+            p.requires_grad_(True)
+        return None
+    if method == "lora":
+        from ..adapters.lora import LoraConfig
+
+        return apply_lora(model, lora_cfg or LoraConfig())
+    raise ConfigError(f"method must be full, head or lora, got {method!r}")
+
+
+def micro_batch_size(batch_size: int, num_processes: int, grad_accum_steps: int) -> int:
+    """Images per process per forward pass, from the global batch of one optimiser step."""
+    per = num_processes * grad_accum_steps
+    if batch_size % per:
+        raise ConfigError(
+            f"train.batch_size={batch_size} is not divisible by {num_processes} process(es) x "
+            f"train.grad_accum_steps={grad_accum_steps}; pick a batch size that is a multiple of {per}"
+        )
+    return batch_size // per
+
+
+def load_model(cfg, num_labels: int, id2label: dict, seed: int):
+    """``load_vit_from_config``, keeping the checkpoint's own size for ``run_info.json``."""
+    from ..models import load_vit_from_config
+
+    native = dataclasses.replace(cfg, image_size=None, patch_size=None, pretrained=True)
+    model = load_vit_from_config(native, num_labels=num_labels, id2label=id2label, seed=seed)
+    original = model.image_size
+    if cfg.image_size is not None or cfg.patch_size is not None:
+        model.resize(cfg.image_size or model.image_size, cfg.patch_size, cfg.interpolation)
+    if not cfg.pretrained:
+        model.reinitialize(seed)
+    return model, original
+
+
+def run_info(recipe: TrainRecipe, model, original_size, command: str | None) -> dict:
+    return {
+        "base_model": model.source,
+        "ecosystem": model.ecosystem,
+        "image_size": list(model.image_size),
+        "original_image_size": list(original_size),
+        "patch_size": list(model.patch_size),
+        "num_labels": model.num_labels,
+        "id2label": {str(k): v for k, v in model.id2label.items()},
+        "dataset": recipe.data.source,
+        "method": recipe.method,
+        "command": command if command is not None else command_line(),
+        "versions": library_versions(),
+    }
+
+
+def write_recipe(recipe: TrainRecipe, path: Path) -> Path:
+    tmp = path.with_name(".tmp-" + path.name)
+    tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
+    os.replace(tmp, path)
+    return path
+
+
+def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | None = None) -> TrainResult:
+    """Fine-tune (full, head-only or LoRA) as ``recipe`` says and write the run folder.
+
+    Works the same in one process and under ``accelerate launch`` (every process calls it).
+    """
+    from ..data import build_transform, load_image_datasets, make_dataloader, mixup_cutmix
+
+    check_recipe(recipe)
+    out = Path(recipe.output.dir)
+    t = recipe.train
+    acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out)
+    micro = micro_batch_size(t.batch_size, acc.num_processes, t.grad_accum_steps)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_recipe(recipe, out / "recipe.yaml")
+
+    with acc.main_process_first():  # downloads and caches happen once
+        data = load_image_datasets(recipe.data)
+    model, original_size = load_model(recipe.model, data.num_labels, data.id2label, t.seed)
+    lora = prepare_method(model, recipe.method, recipe.lora)
+    if lora is not None:
+        acc.print(lora.summary())
+    info = run_info(recipe, model, original_size, command)
+    if acc.is_main_process:
+        write_json(out / "run_info.json", info)
+
+    global_batch = micro * acc.num_processes
+    if len(data.train) < global_batch:
+        raise ConfigError(
+            f"the train split has {len(data.train)} images, fewer than one step's batch of {global_batch} "
+            f"(train.batch_size / train.grad_accum_steps); lower train.batch_size"
+        )
+    workers = recipe.data.num_workers
+    train_loader = make_dataloader(data.train, build_transform(model.preprocessing, True, recipe.augment), micro,
+                                   shuffle=True, seed=t.seed, num_workers=workers, drop_last=True)
+    eval_tf = build_transform(model.preprocessing, False)
+    eval_bs = recipe.eval.batch_size or micro
+    eval_loader = make_dataloader(data.eval, eval_tf, eval_bs, shuffle=False, num_workers=workers) if data.eval else None
+    test_loader = make_dataloader(data.test, eval_tf, eval_bs, shuffle=False, num_workers=workers) if data.test else None
+    mixing = recipe.augment.mixup_alpha > 0 or recipe.augment.cutmix_alpha > 0
+    batch_transform = (lambda b: mixup_cutmix(b, data.num_labels, recipe.augment)) if mixing else None
+
+    result: FitResult = fit(
+        model, train_loader, eval_loader, test_loader=test_loader,
+        optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
+        label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform,
+        num_labels=data.num_labels, accelerator=acc, tracker_config=to_dict(recipe), hooks=hooks,
+    )
+    model = result.model
+    metrics = dict(result.metrics)
+    if lora is not None:
+        metrics.update({"trainable_parameters": lora.trainable_parameters,
+                        "trainable_percent": lora.trainable_percent})
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        metrics.update({"trainable_parameters": trainable, "trainable_percent": 100.0 * trainable / max(1, total)})
+
+    if acc.is_main_process:
+        if lora is not None:
+            replace_dir(lambda tmp: save_adapter(model, tmp), out / "adapter")
+            if recipe.lora.merge:
+                merge_lora(model)
+                replace_dir(model.save, out / "model")
+        else:
+            replace_dir(model.save, out / "model")
+        write_json(out / "run_info.json", info)
+        write_json(out / "metrics.json", metrics)
+        if recipe.output.push_to_hub:
+            push(out, recipe)
+    acc.wait_for_everyone()
+    return TrainResult(output_dir=out, metrics=metrics, model=model, history=result.history, lora=lora,
+                       resumed_from=result.resumed_from)
+
+
+def push(output_dir: Path, recipe: TrainRecipe) -> None:
+    """Upload the finished run folder (main process only); the hub module is imported only here."""
+    from ..hub import push_run
+
+    push_run(output_dir, repo_id=recipe.output.hub_repo_id, private=recipe.output.hub_private,
+             revision=recipe.output.hub_revision)
