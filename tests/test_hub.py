@@ -247,6 +247,19 @@ def test_card_names_hub_base_model_and_timm_usage(timm_run, tmp_path):
     assert 'timm.create_model("hf-hub:me/tiny-timm", pretrained=True)' in card.text
 
 
+def test_vit_transfer_head_is_pushed_with_a_load_vit_snippet(hf_vit_dir, tmp_path, pixels):
+    model = load_vit(str(hf_vit_dir), image_size=48, num_labels=4, head="mlp", pooling="mean", head_hidden_dim=16).eval()
+    _randomise_head(model)
+    model.save(tmp_path / "model")
+    result = push_run(tmp_path / "model", "me/mlp-head", dry_run_dir=tmp_path / "up")
+    text = (tmp_path / "up" / "README.md").read_text()
+    assert result.library_name == "transformers"
+    assert 'load_vit("me/mlp-head")' in text and "kind=mlp" in text and "pipeline(" not in text
+    reloaded = load_vit(str(tmp_path / "up")).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(pixels), model(pixels))
+
+
 def test_bare_model_folder_gets_a_card_without_results(hf_vit_dir, tmp_path, pixels):
     from huggingface_hub import ModelCard
     from transformers import AutoModelForImageClassification
@@ -283,6 +296,8 @@ def test_asking_for_what_the_run_lacks_is_an_error(hf_run, lora_run, tmp_path):
         push_run(hf_run[0], "me/x", what="adapter", dry_run_dir=tmp_path / "a")
     with pytest.raises(NoTrainedModelError, match="no full model.*--what adapter or --what merged"):
         push_run(lora_run[0], "me/x", what="model", dry_run_dir=tmp_path / "b")
+    with pytest.raises(HubError, match="'full' run with no LoRA adapter: there is nothing to merge"):
+        push_run(hf_run[0], "me/x", what="merged", dry_run_dir=tmp_path / "m")
     with pytest.raises(HubError, match="not valid"):
         push_run(hf_run[0], "me/bad name", dry_run_dir=tmp_path / "c")
     (tmp_path / "d").mkdir()

@@ -216,6 +216,8 @@ def _labels_text(staged: StagedModel, info: dict) -> str:
 def _head_text(staged: StagedModel, recipe: dict) -> str:
     m = recipe.get("model") or {}
     spec = staged.custom_head or {}
+    if not m and not spec:
+        return "linear classifier"
     kind = spec.get("kind") or m.get("head") or "linear"
     pooling = spec.get("pooling") or m.get("pooling") or "the model's native pooling"
     text = f"new {kind} head on {pooling}"

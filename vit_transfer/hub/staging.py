@@ -75,8 +75,9 @@ def resolve_what(run: RunFolder, what: str) -> str:
         )
     if what == "merged" and run.model_dir is None and run.adapter_dir is None:
         raise NoTrainedModelError(f"{run.root} has neither a merged model/ nor an adapter/ to merge{problems}")
-    if what == "merged" and run.adapter_dir is None and run.method not in (None, "lora"):
-        raise HubError(f"{run.root} is a {run.method!r} run without LoRA: there is nothing to merge; use --what model")
+    if what == "merged" and run.adapter_dir is None and run.method != "lora":
+        kind = f"a {run.method!r} run" if run.method else "a model without run metadata"
+        raise HubError(f"{run.root} is {kind} with no LoRA adapter: there is nothing to merge; use --what model")
     return what
 
 
