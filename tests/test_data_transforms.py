@@ -30,6 +30,8 @@ def test_non_square_size_and_normalisation_of_a_constant_image(train):
         ("CMYK", (0, 0, 0, 0), (255, 255, 255)),
         ("I;16", 65535, (255, 255, 255)),  # 16-bit scaled, not clipped
         ("I;16", 257 * 40, (40, 40, 40)),
+        ("I;16", 200, (1, 1, 1)),  # a dark 16-bit image stays dark
+        ("I", 257 * 40, (40, 40, 40)),
         ("F", 0.5, (128, 128, 128)),
         ("1", 1, (255, 255, 255)),
     ],
@@ -134,3 +136,13 @@ def test_mixup_off_or_empty_batch():
     assert mixup_cutmix(batch, 3, AugmentConfig()) is batch
     empty = {"pixel_values": torch.zeros(0, 3, 4, 4), "labels": torch.zeros(0, dtype=torch.long)}
     assert mixup_cutmix(empty, 3, AugmentConfig(mixup_alpha=1.0, cutmix_alpha=1.0))["labels"].shape == (0, 3)
+
+
+def test_sixteen_bit_png_and_cmyk_jpeg_files_decode_to_rgb(tmp_path):
+    from vit_transfer.data import decode_image
+
+    Image.fromarray(np.full((4, 4), 257 * 100, np.uint16)).save(tmp_path / "deep.png")
+    Image.new("CMYK", (4, 4), (0, 255, 0, 0)).save(tmp_path / "print.jpg")
+    assert to_rgb(decode_image(tmp_path / "deep.png")).getpixel((0, 0)) == (100, 100, 100)
+    r, g, b = to_rgb(decode_image(tmp_path / "print.jpg")).getpixel((0, 0))
+    assert r > 240 and g < 15 and b > 240  # magenta

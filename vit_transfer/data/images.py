@@ -53,10 +53,15 @@ def to_rgb(image: "Image.Image | np.ndarray") -> Image.Image:
 
 
 def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
-    """Scale high-bit-depth pixels to 0..255: 16-bit by 257, floats in [0, 1] by 255."""
+    """Scale high-bit-depth pixels to 0..255: 16-bit by 257, floats in [0, 1] by 255.
+
+    ``I;16*`` is 16-bit by definition; 32-bit ``I`` (how PIL opens some 16-bit PNGs) is taken as
+    16-bit when any value exceeds 255.
+    """
     values = values.astype(np.float64)
-    if mode == "F" and values.size and values.max() <= 1.0:
-        values = values * 255.0
-    elif mode != "F" and values.size and values.max() > 255:
+    if mode == "F":
+        if values.size and values.max() <= 1.0:
+            values = values * 255.0
+    elif mode.startswith("I;16") or (values.size and values.max() > 255):
         values = values / 257.0
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
