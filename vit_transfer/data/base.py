@@ -11,7 +11,6 @@ from __future__ import annotations
 import abc
 import hashlib
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -175,16 +174,6 @@ def _label_name(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def existing_path(path: "str | Path", what: str = "data source") -> Path:
-    """``path`` as a Path, or a DataError naming it when nothing is there."""
-    from ..errors import DataError
-
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"{what} not found: {p} (check the path, or give a Hub dataset id)")
-    return p
 
 
 class SourceSplits:
