@@ -204,6 +204,33 @@ def test_timm_lora_run_pushes_merged_model_or_adapter(tmp_path, timm_vit_dir, pi
     assert adapter.library_name == "peft" and cfg["base_model_name_or_path"] == str(timm_vit_dir)
 
 
+def test_adapter_folder_alone_knows_its_base_from_vit_transfer_adapter_json(hf_vit_dir, tmp_path, pixels):
+    """The training loop's save_adapter records base, size, labels and head: enough to merge with no run_info."""
+    from transformers import AutoModelForImageClassification
+
+    from vit_transfer.adapters.lora import LoraConfig, apply_lora, save_adapter
+
+    model = _resized(str(hf_vit_dir))
+    handle = apply_lora(model, LoraConfig(r=4))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in handle.peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+        expected = model(pixels)
+    save_adapter(model, tmp_path / "adapter")
+
+    adapter = push_run(tmp_path / "adapter", "me/a", dry_run_dir=tmp_path / "a")
+    assert adapter.what == "adapter" and "vit_transfer_adapter.json" in adapter.files
+    assert "32x32" not in (tmp_path / "a" / "README.md").read_text()  # no original size known: no invented one
+    assert f'load_vit("{hf_vit_dir}", image_size=(48, 48), num_labels=4)' in (tmp_path / "a" / "README.md").read_text()
+    merged = push_run(tmp_path / "adapter", "me/m", what="merged", dry_run_dir=tmp_path / "m")
+    stock = AutoModelForImageClassification.from_pretrained(tmp_path / "m").eval()
+    assert merged.what == "merged" and stock.config.id2label == LABELS
+    with torch.no_grad():
+        torch.testing.assert_close(stock(pixel_values=pixels).logits, expected, atol=1e-5, rtol=1e-4)
+
+
 # --- the model card ----------------------------------------------------------------------------
 def test_card_carries_metrics_settings_and_no_token(lora_run, tmp_path):
     from huggingface_hub import ModelCard

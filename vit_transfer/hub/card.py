@@ -8,6 +8,7 @@ Every string is scrubbed of tokens before it is written.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def eval_results_from_metrics(metrics: dict, dataset: dict | None, recipe: dict)
     for prefix, split in splits:
         for k in (1, 5):
             value = metrics.get(f"{prefix}_top{k}")
-            if value is None:
+            if not _finite(value):
                 continue
             results.append(EvalResult(
                 task_type="image-classification", task_name="Image Classification",
@@ -247,7 +248,14 @@ def _flatten(data: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def _finite(value) -> bool:
+    """A number worth reporting: runs without an eval split write NaN (or nothing)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _fmt_metric(value, digits: str = ".4f") -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
     if isinstance(value, float):
         return format(value, digits)
     return "" if value is None else str(value)
@@ -301,7 +309,7 @@ def _results_section(metrics: dict, recipe: dict) -> list[str]:
     data_cfg = recipe.get("data") or {}
     rows = []
     for prefix, split in (("eval", data_cfg.get("eval_split") or "validation"), ("test", data_cfg.get("test_split") or "test")):
-        if metrics.get(f"{prefix}_top1") is None:
+        if not _finite(metrics.get(f"{prefix}_top1")):
             continue
         rows.append(f"| {split} | {_fmt_metric(metrics.get(f'{prefix}_top1'))} | {_fmt_metric(metrics.get(f'{prefix}_top5'))} "
                     f"| {_fmt_metric(metrics.get(f'{prefix}_loss'))} |")
@@ -332,12 +340,13 @@ def _as_list(value) -> list:
 
 
 def _hyperparameter_section(recipe: dict, metrics: dict) -> list[str]:
-    rows = [row for key, section in recipe.items() if key not in ("model", "data") and isinstance(section, dict)
+    rows = [row for key, section in recipe.items() if key not in ("model", "data", "output") and isinstance(section, dict)
             for row in _flatten(section, str(key))]
     rows += [(f"`{k}`", f"`{v}`") for k, v in recipe.items() if not isinstance(v, dict) and v is not None]
     run_rows = [(label, _fmt_metric(metrics.get(key), ".4g")) for key, label in (
         ("steps", "Optimizer steps"), ("train_loss", "Final train loss"), ("seconds", "Training time (s)"),
-        ("images_per_second", "Throughput (images/s)"))]
+        ("images_per_second", "Throughput (images/s)"), ("trainable_parameters", "Trainable parameters"),
+        ("trainable_percent", "Trainable share (%)"))]
     out = []
     if rows:
         out += ["## Training hyper-parameters", _table(rows)]

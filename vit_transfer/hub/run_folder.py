@@ -17,6 +17,8 @@ from .errors import NoTrainedModelError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+ADAPTER_INFO_FILE = "vit_transfer_adapter.json"  # written beside the adapter by vit_transfer.adapters.lora
+RUN_INFO_FROM_ADAPTER = ("base_model", "ecosystem", "image_size", "patch_size", "num_labels", "id2label")
 # Parameter-name fragments that only an unmerged peft model has: such weights are not a plain model.
 PEFT_KEY_MARKERS = (".lora_A.", ".lora_B.", ".base_layer.", ".modules_to_save.", ".original_module.")
 
@@ -40,6 +42,12 @@ class RunFolder:
     @property
     def adapter_config(self) -> dict:
         return read_json(self.adapter_dir / "adapter_config.json") if self.adapter_dir else {}
+
+    @property
+    def adapter_info(self) -> dict:
+        """``vit_transfer_adapter.json``: the base, size, labels and head the adapter was trained on."""
+        path = self.adapter_dir / ADAPTER_INFO_FILE if self.adapter_dir else None
+        return read_json(path) if path is not None and path.is_file() else {}
 
     @property
     def method(self) -> str | None:
@@ -132,6 +140,7 @@ def read_run_folder(path: "str | Path") -> RunFolder:
             if problem:
                 raise NoTrainedModelError(problem)
             run.adapter_dir = root
+            _fill_from_adapter_info(run)
         else:
             problem = model_problem(root)
             if problem:
@@ -148,6 +157,7 @@ def read_run_folder(path: "str | Path") -> RunFolder:
                 run.problems.append(problem)
             else:
                 setattr(run, attr, candidate)
+    _fill_from_adapter_info(run)
     if run.model_dir is None and run.adapter_dir is None:
         found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]) or "nothing"
         detail = "; ".join(run.problems) if run.problems else "model/ and adapter/ are both missing"
@@ -157,3 +167,11 @@ def read_run_folder(path: "str | Path") -> RunFolder:
             f"found: {found}"
         )
     return run
+
+
+def _fill_from_adapter_info(run: RunFolder) -> None:
+    """An adapter folder pushed on its own still knows its base model, size and labels."""
+    info = run.adapter_info
+    for key in RUN_INFO_FROM_ADAPTER:
+        if key in info and key not in run.run_info:
+            run.run_info[key] = info[key]

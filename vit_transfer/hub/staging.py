@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import HubError, NoTrainedModelError
-from .run_folder import RunFolder, folder_ecosystem, read_json
+from .run_folder import ADAPTER_INFO_FILE, RunFolder, folder_ecosystem, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ MODEL_FILE_PATTERNS = (
     "pytorch_model-*-of-*.bin",
     "pytorch_model.bin.index.json",
 )
-ADAPTER_FILE_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+ADAPTER_FILE_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", ADAPTER_INFO_FILE)
 LIBRARY_NAMES = {"hf": "transformers", "timm": "timm"}
 
 
@@ -91,7 +91,7 @@ def stage(run: RunFolder, what: str, dest: Path, *, link: bool = False) -> Stage
         staged = _stage_merged_from_adapter(run, dest)
     else:
         staged = _stage_model(run, run.model_dir, dest, link)
-        staged.what = what
+        staged.what = "merged" if run.method == "lora" else what  # a LoRA run's model/ is the merged model
     staged.files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     return staged
 
@@ -219,6 +219,7 @@ def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
     from ..models import load_vit
 
     info, model_cfg = run.run_info, (run.recipe.get("model") or {})
+    head = run.adapter_info.get("head") or {}  # the head spec the adapter was trained with, when recorded
     source = info.get("base_model") or model_cfg.get("source") or run.adapter_config.get("base_model_name_or_path")
     if not source:
         raise HubError(
@@ -234,10 +235,10 @@ def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
             image_size=info.get("image_size") or model_cfg.get("image_size"),
             patch_size=info.get("patch_size") or model_cfg.get("patch_size"),
             interpolation=model_cfg.get("interpolation", "bicubic"),
-            head=model_cfg.get("head", "linear"),
-            pooling=model_cfg.get("pooling"),
-            head_hidden_dim=model_cfg.get("head_hidden_dim"),
-            head_dropout=model_cfg.get("head_dropout", 0.0),
+            head=head.get("kind") or model_cfg.get("head", "linear"),
+            pooling=head.get("pooling") or model_cfg.get("pooling"),
+            head_hidden_dim=head.get("hidden_dim") or model_cfg.get("head_hidden_dim"),
+            head_dropout=head.get("dropout") or model_cfg.get("head_dropout", 0.0),
             ecosystem=info.get("ecosystem") or model_cfg.get("ecosystem"),
             architecture=model_cfg.get("architecture"),
         )
