@@ -20,6 +20,15 @@ from vit_transfer.probe import (
 )
 from vit_transfer.probe.run import stratified_holdout
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Probes do thousands of tiny matmuls: on a busy 2-core box, OpenMP barriers cost more than the math."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 K = 4
 
 
