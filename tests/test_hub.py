@@ -274,14 +274,17 @@ def test_card_names_hub_base_model_and_timm_usage(timm_run, tmp_path):
     assert 'timm.create_model("hf-hub:me/tiny-timm", pretrained=True)' in card.text
 
 
-def test_vit_transfer_head_is_pushed_with_a_load_vit_snippet(hf_vit_dir, tmp_path, pixels):
-    model = load_vit(str(hf_vit_dir), image_size=48, num_labels=4, head="mlp", pooling="mean", head_hidden_dim=16).eval()
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_vit_transfer_head_is_pushed_with_a_load_vit_snippet(hf_vit_dir, timm_vit_dir, tmp_path, pixels, ecosystem):
+    source = str(hf_vit_dir if ecosystem == "hf" else timm_vit_dir)
+    model = load_vit(source, image_size=48, num_labels=4, head="mlp", pooling="mean", head_hidden_dim=16).eval()
     _randomise_head(model)
     model.save(tmp_path / "model")
     result = push_run(tmp_path / "model", "me/mlp-head", dry_run_dir=tmp_path / "up")
     text = (tmp_path / "up" / "README.md").read_text()
-    assert result.library_name == "transformers"
-    assert 'load_vit("me/mlp-head")' in text and "kind=mlp" in text and "pipeline(" not in text
+    assert result.library_name == {"hf": "transformers", "timm": "timm"}[ecosystem]
+    loader = 'load_vit("me/mlp-head")' if ecosystem == "hf" else 'load_vit(snapshot_download("me/mlp-head"))'
+    assert loader in text and "kind=mlp" in text and "pipeline(" not in text and "create_model(" not in text
     reloaded = load_vit(str(tmp_path / "up")).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(pixels), model(pixels))

@@ -394,12 +394,14 @@ def usage_snippet(staged: StagedModel, repo_id: str, info: dict, recipe: dict) -
     if staged.what == "adapter":
         return _adapter_snippet(staged, repo_id, info, recipe)
     if staged.custom_head:
-        source = repo_id if staged.ecosystem == "hf" else f"hf-hub:{repo_id}"
+        # timm's hf-hub loader cannot place this head, so a timm model is loaded from a local snapshot
+        fetch = "from huggingface_hub import snapshot_download\n" if staged.ecosystem == "timm" else ""
+        source = f'"{repo_id}"' if staged.ecosystem == "hf" else f'snapshot_download("{repo_id}")'
         return (
             "This model uses a vit-transfer head (" + ", ".join(f"{k}={v}" for k, v in staged.custom_head.items())
             + ") that the stock loader cannot rebuild; load it with vit-transfer:\n\n```python\n"
-            "import torch\nfrom vit_transfer import load_vit\n\n"
-            f'model = load_vit("{source}").eval()\n'
+            f"import torch\n{fetch}from vit_transfer import load_vit\n\n"
+            f"model = load_vit({source}).eval()\n"
             "# pixel_values: (B, 3, H, W) normalised with model.preprocessing.mean / .std at model.image_size\n"
             "with torch.no_grad():\n    logits = model(pixel_values)\n```"
         )
