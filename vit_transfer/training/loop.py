@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from .accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
@@ -191,6 +191,8 @@ def fit(
         if hasattr(epoch_batches, "set_epoch"):
             epoch_batches.set_epoch(state.epoch)
         finished_epoch = True
+        learned_from = 0  # batches with at least one image in this pass
+        started_at = state.batch_in_epoch
         for batch in epoch_batches:
             state.batch_in_epoch += 1
             skipped = batch.get("num_skipped")
@@ -199,6 +201,7 @@ def fit(
             rows = batch["labels"].shape[0]
             if rows == 0 and acc.num_processes == 1:
                 continue  # every image of this batch was undecodable: nothing to learn from
+            learned_from += rows > 0
             micro += 1
             sync = micro % accum == 0
             with nullcontext() if sync or acc.num_processes == 1 else acc.no_sync(model):
@@ -256,6 +259,10 @@ def fit(
         if finished_epoch:
             if state.batch_in_epoch == 0:
                 raise ConfigError("the training loader yielded no batches: the train split is smaller than one batch")
+            if started_at == 0:
+                total = torch.tensor(learned_from, device=acc.device)
+                if (int(acc.reduce(total, reduction="sum")) if acc.num_processes > 1 else learned_from) == 0:
+                    raise DataError("a whole pass over the training data had no decodable image; check the dataset")
             state.epoch += 1
             state.batch_in_epoch = 0
     progress.close()

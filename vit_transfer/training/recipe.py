@@ -47,8 +47,6 @@ def check_recipe(recipe: TrainRecipe) -> TrainRecipe:
         raise ConfigError("output.push_to_hub is true but output.hub_repo_id is not set (e.g. user/vit-pets)")
     if recipe.method == "lora" and recipe.lora.r < 1:
         raise ConfigError(f"lora.r must be a positive integer, got {recipe.lora.r}")
-    if recipe.method != "lora" and recipe.lora.merge:
-        raise ConfigError("lora.merge is true but method is not lora")
     if not 0.0 <= recipe.augment.label_smoothing < 1.0:
         raise ConfigError(f"augment.label_smoothing must be in [0, 1), got {recipe.augment.label_smoothing}")
     return recipe

@@ -1,0 +1,218 @@
+"""The training loop end to end on tiny models and colour-coded image folders (seconds each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vit_transfer.config import to_dict
+from vit_transfer.models import load_vit
+from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
+from vit_transfer.training import fit, load_train_recipe, resolve_resume, train
+from vit_transfer.training.config import OptimConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy shared CPU two threads
+    spin-wait on each other (10x slower); restore the session's setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_recipe(path: Path, model: Path, images: Path, out: Path, **sections) -> Path:
+    """A small recipe: AdamW 0.01, 32 px, batch 12, no augmentation unless a test asks for it."""
+    recipe = {
+        "model": {"source": str(model)},
+        "data": {"source": str(images), "num_workers": 0, "val_fraction": 0.25},
+        "augment": {"crop": "resize", "hflip": False},
+        "optim": {"name": "adamw", "lr": 0.01},
+        "schedule": {"name": "cosine", "warmup_steps": 3},
+        "train": {"max_steps": 30, "batch_size": 12, "log_every": 5},
+        "output": {"dir": str(out), "log_with": "none"},
+    }
+    for name, values in sections.items():
+        recipe.setdefault(name, {}).update(values)
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("colours"), per_class=16)  # 48 train, 24 test
+
+
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_training_learns_and_writes_the_run_folder(tmp_path, images, ecosystem):
+    source = (save_tiny_hf_vit if ecosystem == "hf" else save_tiny_timm_vit)(tmp_path / "base")
+    out = tmp_path / "run"
+    recipe = load_train_recipe(write_recipe(tmp_path / "r.yaml", source, images, out))
+    result = train(recipe, command="vit-transfer train r.yaml")
+    m = result.metrics
+
+    losses = [h["train_loss"] for h in result.history if "train_loss" in h]
+    assert losses[-1] < 0.5 * losses[0]  # starts at ln(3) = 1.10 from the zero head
+    assert m["eval_top1"] >= 0.9 and m["test_top1"] >= 0.9  # 12 eval / 24 test images, colour-coded
+    assert m["test_top5"] == 1.0  # 3 classes: top-5 holds them all
+    assert m["steps"] == 30 and m["images_seen"] == 30 * 12 and m["eval_examples"] == 12 and m["test_examples"] == 24
+    assert m["images_per_second"] > 0 and m["skipped_images"] == 0
+
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in ("eval_top1", "eval_top5", "eval_loss", "train_loss", "steps", "seconds", "images_per_second",
+                "test_top1", "test_top5", "skipped_images"):
+        assert key in on_disk
+    assert on_disk["eval_top1"] == m["eval_top1"]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["base_model"] == str(source) and info["ecosystem"] == ecosystem and info["method"] == "full"
+    assert info["image_size"] == [32, 32] == info["original_image_size"] and info["patch_size"] == [8, 8]
+    assert info["num_labels"] == 3 and info["id2label"] == {"0": "class_0", "1": "class_1", "2": "class_2"}
+    assert info["dataset"] == str(images) and info["command"] == "vit-transfer train r.yaml"
+    assert {"torch", "transformers", "timm", "peft", "vit_transfer"} <= set(info["versions"])
+    assert to_dict(load_train_recipe(out / "recipe.yaml")) == to_dict(recipe)
+
+    # the saved model reloads with the stock-layout loader and predicts exactly what the trained one does
+    reloaded = load_vit(out / "model").eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), result.model.eval()(x), atol=1e-5, rtol=1e-5)
+    assert reloaded.id2label == {0: "class_0", 1: "class_1", 2: "class_2"}
+    assert not list(out.glob(".tmp-*"))
+
+
+class Crash(RuntimeError):
+    """Stands in for a killed process."""
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run_bit_for_bit(tmp_path, images):
+    source = save_tiny_hf_vit(tmp_path / "base", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    extra = dict(
+        augment={"crop": "random_resized_crop", "hflip": True, "mixup_alpha": 0.4, "label_smoothing": 0.1},
+        train={"max_steps": 12, "batch_size": 8, "grad_accum_steps": 2, "checkpoint_every": 4,
+               "keep_checkpoints": 3, "ema_decay": 0.9, "log_every": 3},
+        eval={"every_steps": 4},
+        optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    )
+    whole = train(load_train_recipe(write_recipe(tmp_path / "a.yaml", source, images, tmp_path / "a", **extra)))
+
+    def crash_at_10(state):
+        if state.step == 10:
+            raise Crash("killed at step 10")
+
+    recipe_b = write_recipe(tmp_path / "b.yaml", source, images, tmp_path / "b", **extra)
+    with pytest.raises(Crash):
+        train(load_train_recipe(recipe_b), hooks=[crash_at_10])
+    assert not (tmp_path / "b" / "model").exists() and not (tmp_path / "b" / "metrics.json").exists()
+    resumed = train(load_train_recipe(recipe_b, ["train.resume_from_checkpoint=latest"]))
+
+    assert resumed.resumed_from.endswith("step_00000008")
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.metrics["eval_loss"] == whole.metrics["eval_loss"]
+    assert resumed.metrics["steps"] == 12
+    # and the run really moved: the trained weights are not the starting ones
+    start = load_vit(source, num_labels=3).state_dict()
+    assert not torch.equal(start["model.vit.embeddings.patch_embeddings.projection.weight"],
+                           a["model.vit.embeddings.patch_embeddings.projection.weight"])
+
+
+def test_checkpoints_rotate_and_an_unfinished_one_is_ignored(tmp_path, images, hf_vit_dir):
+    out = tmp_path / "run"
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, out,
+                        train={"max_steps": 6, "checkpoint_every": 2, "keep_checkpoints": 2})
+    train(load_train_recipe(path))
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step_00000004", "step_00000006"]
+    files = {p.name for p in (out / "checkpoints" / "step_00000006").iterdir()}
+    assert {"model.safetensors", "optimizer.bin", "random_states_0.pkl"} <= files
+
+    # a run killed while writing step 8 leaves a temp folder with a higher step: `latest` must skip it
+    leftover = out / "checkpoints" / ".tmp-step_00000008"
+    leftover.mkdir()
+    (leftover / "model.safetensors").write_bytes(b"\0" * 10)
+    assert resolve_resume("latest", out) == out / "checkpoints" / "step_00000006"
+    resumed = train(load_train_recipe(path, ["train.max_steps=8", "train.resume_from_checkpoint=latest"]))
+    assert resumed.resumed_from.endswith("step_00000006") and resumed.metrics["steps"] == 8
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == [
+        "step_00000006", "step_00000008"]
+
+
+def _corrupt(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path, hf_vit_dir):
+    images = write_image_folder(tmp_path / "images", per_class=8)  # 24 train, 12 test
+    _corrupt(images / "train" / "class_0" / "broken.png", b"not a png at all")
+    _corrupt(images / "train" / "class_1" / "truncated.png", (images / "train" / "class_1" / "0.png").read_bytes()[:40])
+    _corrupt(images / "test" / "class_2" / "empty.png", b"")
+    out = tmp_path / "run"
+    # 26 train files in 2 batches of 13: every file is met in the first epoch
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, out,
+                        data={"eval_split": "test", "test_split": "none"},
+                        train={"max_steps": 4, "batch_size": 13})
+    with pytest.warns(UserWarning, match="cannot be decoded"):
+        result = train(load_train_recipe(path))
+    assert result.metrics["skipped_images"] == 3
+    assert result.metrics["eval_examples"] == 12  # the 13th test file was the empty one
+    assert result.metrics["images_seen"] == 4 * 13 - 2 * 2  # 2 epochs, 2 bad files per epoch
+    assert json.loads((out / "metrics.json").read_text())["skipped_images"] == 3
+
+
+def test_a_batch_with_no_decodable_image_is_a_no_op(hf_vit_dir):
+    """Training on [4 bad + 8 good] gives exactly the weights of training on the 8 good images."""
+    from PIL import Image
+
+    from vit_transfer.data import build_transform, make_dataloader
+
+    good = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(8)]
+    bad = [(None, 0)] * 4
+
+    def run(items):
+        model = load_vit(hf_vit_dir, num_labels=3)
+        loader = make_dataloader(items, build_transform(model.preprocessing, False), 4, shuffle=False)
+        return fit(model, loader, optim=OptimConfig(name="sgd", lr=0.1),
+                   train=TrainConfig(max_steps=2, log_every=1)), model
+
+    with_bad, model_a = run(bad + good)
+    clean, model_b = run(good)
+    assert with_bad.metrics["skipped_images"] == 4 and clean.metrics["skipped_images"] == 0
+    assert with_bad.metrics["images_seen"] == clean.metrics["images_seen"] == 8
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert not torch.equal(model_a.state_dict()["model.classifier.weight"], torch.zeros(3, 32))
+
+
+def test_two_cpu_processes_report_the_single_process_metrics(tmp_path, images, hf_vit_dir):
+    """`accelerate launch --multi_gpu --num_processes 2` on CPU: same batches, same eval numbers."""
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "one",
+                        train={"max_steps": 10, "batch_size": 12})
+    one = train(load_train_recipe(path)).metrics
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "vit_transfer", "train", str(path), f"output.dir={tmp_path / 'two'}"]
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+
+    assert two["num_processes"] == 2 and one["num_processes"] == 1
+    assert two["steps"] == one["steps"] == 10 and two["images_seen"] == one["images_seen"] == 120
+    assert two["eval_examples"] == one["eval_examples"] == 12 and two["test_examples"] == one["test_examples"] == 24
+    # same images per step (6 + 6 vs 12), so only float summation order differs
+    for key in ("eval_top1", "eval_top5", "test_top1", "test_top5"):
+        assert two[key] == pytest.approx(one[key], abs=1 / 24 + 1e-9), key
+    for key in ("eval_loss", "test_loss", "train_loss"):
+        assert two[key] == pytest.approx(one[key], abs=1e-4), key
