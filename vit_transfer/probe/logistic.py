@@ -49,7 +49,7 @@ def fit_logistic_regression(
     num_classes: int | None = None,
     *,
     max_iter: int = 1000,
-    tolerance: float = 1e-6,
+    tolerance: float = 1e-5,
     init: LogisticRegression | None = None,
     stats: tuple[torch.Tensor, torch.Tensor] | None = None,
     device: "str | torch.device | None" = None,

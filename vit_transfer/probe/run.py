@@ -164,6 +164,10 @@ def _evaluate(model, datasets, features, status, seconds, config, pooling, seed,
         seconds["linear"] = time.perf_counter() - t
         if num_labels < 5:
             result.notes.append(f"top-5 is top-{num_labels}: only {num_labels} classes")
+        lo, hi = config.c_exponents
+        if not config.c_grid and not 10.0 ** lo < result.linear.C < 10.0 ** hi:
+            result.notes.append(f"the chosen C={result.linear.C:.3g} is at the edge of the search range "
+                                f"10**{lo:g}..10**{hi:g}; widen probe.c_exponents to search further")
     if config.fewshot and config.shots:
         if report is None:
             result.notes.append("few-shot skipped: no eval or test split to report on")
