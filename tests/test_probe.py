@@ -266,3 +266,15 @@ def test_corrupt_cache_entry_is_a_miss(tmp_path, tiny_model):
     feats, hit = cached_features(tiny_model, data, "d", cache, to_tensor, progress=False)
     assert hit is False and len(feats) == 3
     assert cached_features(tiny_model, data, "d", cache, to_tensor, progress=False)[1] is True  # rewritten
+
+
+def test_attached_head_serves_probe_logits_and_mismatch_is_measured(hf_vit_dir):
+    from vit_transfer.probe import attach_linear_head, head_agreement
+
+    model = load_vit(hf_vit_dir)
+    pixels = torch.stack([to_tensor(image) for image, _ in image_list(4)])
+    weight, bias = torch.randn(5, 64), torch.randn(5)
+    attach_linear_head(model, weight, bias, {i: f"c{i}" for i in range(5)}, pooling="cls+mean")
+    assert model.num_labels == 5 and model.id2label[4] == "c4"
+    assert head_agreement(model, pixels, weight, bias, "cls+mean") < 1e-5
+    assert head_agreement(model, pixels, weight, bias + 1, "cls+mean") > 1e-2  # not the probe: flagged
