@@ -1,0 +1,190 @@
+"""The loop's parts with exact numbers: schedule, parameter groups, loss, metric, EMA, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vit_transfer.errors import ConfigError
+from vit_transfer.models import load_vit
+from vit_transfer.training import (
+    EvalConfig,
+    OptimConfig,
+    ScheduleConfig,
+    WeightEma,
+    build_optimizer,
+    build_scheduler,
+    classification_loss,
+    evaluate_model,
+    load_topk_accuracy,
+)
+from vit_transfer.training.data_order import EpochShuffle
+from vit_transfer.training.optim import layer_id, param_groups
+
+
+def lrs(cfg: ScheduleConfig, total: int, peak: float = 1.0) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    sched = build_scheduler(opt, cfg, total)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_then_cosine():
+    values = lrs(ScheduleConfig("cosine", warmup_steps=4, min_lr_ratio=0.0), total=14)
+    assert values[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # linear from 0, peak on the last warmup step
+    # then cosine over the remaining 10 steps: half-way is 0.5, the last step just above 0
+    assert values[4] == pytest.approx(1.0)
+    assert values[9] == pytest.approx(0.5)
+    assert values[13] == pytest.approx(0.5 * (1 + math.cos(math.pi * 9 / 10)))
+
+
+def test_linear_constant_and_floor():
+    assert lrs(ScheduleConfig("linear", warmup_steps=0), total=4) == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    assert lrs(ScheduleConfig("constant", warmup_steps=2), total=4) == pytest.approx([0.5, 1.0, 1.0, 1.0])
+    assert lrs(ScheduleConfig("linear", min_lr_ratio=0.2), total=3, peak=10.0) == pytest.approx(
+        [10.0, 10 * (0.2 + 0.8 * 2 / 3), 10 * (0.2 + 0.8 / 3)])
+    with pytest.raises(ConfigError, match="schedule.warmup_steps"):
+        lrs(ScheduleConfig(warmup_steps=50), total=10)
+
+
+@pytest.mark.parametrize("name, layer", [
+    ("model.vit.embeddings.cls_token", 0),
+    ("model.vit.embeddings.patch_embeddings.projection.weight", 0),
+    ("model.vit.layers.0.attention.q_proj.weight", 1),  # transformers 5.x
+    ("model.vit.encoder.layer.1.attention.attention.query.weight", 2),  # transformers 4.x
+    ("model.blocks.11.attn.qkv.weight", 12),  # timm
+    ("model.blocks.0.attn.qkv.base_layer.weight", 1),  # under peft
+    ("model.pos_embed", 0),
+    ("model.vit.layernorm.weight", 13),
+    ("model.classifier.weight", 13),
+    ("model.head.weight", 13),
+])
+def test_layer_ids(name, layer):
+    assert layer_id(name, 12) == layer
+
+
+@pytest.mark.parametrize("fixture", ["hf_vit_dir", "timm_vit_dir"])
+def test_layer_decay_and_weight_decay_groups(request, fixture):
+    model = load_vit(request.getfixturevalue(fixture), num_labels=3)
+    cfg = OptimConfig(name="adamw", lr=1.0, weight_decay=0.05, layer_decay=0.5)
+    groups = param_groups(model, cfg)
+    by_name = {n: g for g in groups for n in g["names"]}
+    assert len(by_name) == sum(1 for _ in model.parameters())
+    head = "model.classifier.weight" if fixture == "hf_vit_dir" else "model.head.weight"
+    embed = ("model.vit.embeddings.patch_embeddings.projection.weight" if fixture == "hf_vit_dir"
+             else "model.patch_embed.proj.weight")
+    block0 = next(n for n in by_name if (".layers.0." in n or ".blocks.0." in n) and n.endswith("fc1.weight"))
+    block1 = block0.replace(".0.", ".1.")
+    # 2 blocks: embeddings 0.5**3, block 0 0.5**2, block 1 0.5, head 1
+    assert [by_name[n]["lr"] for n in (embed, block0, block1, head)] == [0.125, 0.25, 0.5, 1.0]
+    assert by_name[head]["weight_decay"] == 0.05
+    for name, group in by_name.items():
+        if name.endswith(".bias") or "norm" in name or "pos" in name or "cls_token" in name:
+            assert group["weight_decay"] == 0.0, name
+    opt = build_optimizer(model, cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert sorted(g["lr"] for g in opt.param_groups) == sorted(g["lr"] for g in groups)
+
+
+def test_head_method_optimises_only_the_head(hf_vit_dir):
+    from vit_transfer.training import prepare_method
+
+    model = load_vit(hf_vit_dir, num_labels=3)
+    prepare_method(model, "head")
+    opt = build_optimizer(model, OptimConfig())
+    params = [p for g in opt.param_groups for p in g["params"]]
+    assert {id(p) for p in params} == {id(p) for p in model.head_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ConfigError, match="no trainable parameters"):
+        build_optimizer(model, OptimConfig())
+
+
+def test_loss_soft_and_hard_labels_agree():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    onehot = F.one_hot(labels, 4).float()
+    torch.testing.assert_close(classification_loss(logits, onehot), F.cross_entropy(logits, labels))
+    torch.testing.assert_close(classification_loss(logits, onehot, 0.1),
+                               F.cross_entropy(logits, labels, label_smoothing=0.1))
+    torch.testing.assert_close(classification_loss(logits, labels, 0.1),
+                               F.cross_entropy(logits, labels, label_smoothing=0.1))
+    mixed = 0.7 * onehot + 0.3 * onehot.roll(1, 0)
+    expected = 0.7 * F.cross_entropy(logits, labels) + 0.3 * F.cross_entropy(logits, labels.roll(1, 0))
+    torch.testing.assert_close(classification_loss(logits, mixed), expected)
+
+
+def test_topk_metric_module_loads_offline_and_counts():
+    metric = load_topk_accuracy()
+    ranked = [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 0, 1], [1, 2, 3, 4, 5, 0], [2, 0, 1, 3, 4, 5]]
+    truth = [0, 0, 0, 5]  # top-1: row 1; top-5: rows 1 and 2 (the truth is 5th); rows 3, 4 rank it 6th
+    metric.add_batch(predictions=ranked, references=truth)
+    assert metric.compute(k=(1, 5)) == {"top1": 0.25, "top5": 0.5}
+
+
+def test_ema_tracks_the_average_and_swaps_back():
+    model = torch.nn.Linear(2, 1)
+    frozen = torch.nn.Parameter(torch.ones(1), requires_grad=False)
+    model.register_parameter("frozen", frozen)
+    ema = WeightEma(model, 0.5)
+    assert set(ema.shadow) == {"weight", "bias"}  # frozen weights are not tracked
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(2.0)
+    ema.update()
+    torch.testing.assert_close(ema.shadow["weight"], start + 1.0)
+    with ema.swapped_in():
+        torch.testing.assert_close(model.weight.detach(), start + 1.0)
+    torch.testing.assert_close(model.weight.detach(), start + 2.0)
+    state = ema.state_dict()
+    other = WeightEma(model, 0.9)
+    other.load_state_dict(state)
+    assert other.decay == 0.5 and torch.equal(other.shadow["weight"], ema.shadow["weight"])
+
+
+def test_epoch_shuffle_is_a_function_of_seed_and_epoch():
+    a, b = EpochShuffle(20, seed=3), EpochShuffle(20, seed=3)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    assert list(a) == list(b)
+    order = [i for _, i in a]
+    assert sorted(order) == list(range(20)) and order != list(range(20))
+    b.set_epoch(3)
+    assert [i for _, i in b] != order
+
+
+def test_evaluate_model_matches_a_direct_computation(hf_vit_dir):
+    from accelerate import Accelerator
+    from PIL import Image
+
+    from vit_transfer.data import build_transform, make_dataloader
+
+    model = load_vit(hf_vit_dir, num_labels=3, head_init="trunc_normal").eval()
+    items = [(Image.new("RGB", (32, 32), (37 * i % 256, 91 * i % 256, 53 * i % 256)), i % 3) for i in range(11)]
+    items[4] = (None, 1)  # one undecodable image: dropped, counted, and the rest lines up
+    transform = build_transform(model.preprocessing, False)
+    loader = make_dataloader(items, transform, 4, shuffle=False)
+    from vit_transfer.training.accelerator import make_accelerator
+
+    acc: Accelerator = make_accelerator(cpu=True)
+    model, loader = acc.prepare(model, loader)
+    scores = evaluate_model(model, loader, acc, num_labels=3)
+
+    good = [(transform(img), y) for img, y in items if img is not None]
+    x = torch.stack([t for t, _ in good])
+    y = torch.tensor([label for _, label in good])
+    with torch.no_grad():
+        logits = model(x)
+    assert scores["num_examples"] == 10 and scores["skipped_images"] == 1
+    assert scores["top1"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
+    assert scores["top5"] == 1.0
+    assert scores["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    assert EvalConfig().every_steps is None
