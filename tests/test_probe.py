@@ -278,3 +278,14 @@ def test_attached_head_serves_probe_logits_and_mismatch_is_measured(hf_vit_dir):
     assert model.num_labels == 5 and model.id2label[4] == "c4"
     assert head_agreement(model, pixels, weight, bias, "cls+mean") < 1e-5
     assert head_agreement(model, pixels, weight, bias + 1, "cls+mean") > 1e-2  # not the probe: flagged
+
+
+def test_bf16_features_are_close_to_fp32_and_cached_apart(tmp_path, tiny_model):
+    cache = FeatureCache(tmp_path)
+    data = image_list(6)
+    fp32, _ = cached_features(tiny_model, data, "d", cache, to_tensor, precision="fp32", progress=False)
+    bf16, hit = cached_features(tiny_model, data, "d", cache, to_tensor, precision="bf16", progress=False)
+    assert hit is False and bf16.features.dtype == torch.float32  # stored as float32 whatever ran
+    assert not torch.equal(bf16.features, fp32.features)
+    assert torch.allclose(bf16.features, fp32.features, atol=0.1, rtol=0.05)
+    assert cached_features(tiny_model, data, "d", cache, to_tensor, precision="auto", progress=False)[1] is True  # auto = fp32 on CPU
