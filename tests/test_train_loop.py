@@ -216,3 +216,21 @@ def test_two_cpu_processes_report_the_single_process_metrics(tmp_path, images, h
         assert two[key] == pytest.approx(one[key], abs=1 / 24 + 1e-9), key
     for key in ("eval_loss", "test_loss", "train_loss"):
         assert two[key] == pytest.approx(one[key], abs=1e-4), key
+
+
+def test_bf16_autocast_on_cpu(hf_vit_dir):
+    """precision: bf16 runs the matmuls in bfloat16 on a CPU, keeps fp32 weights, and still learns."""
+    from PIL import Image
+
+    from vit_transfer.data import build_transform, make_dataloader
+
+    model = load_vit(hf_vit_dir, num_labels=3)
+    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(24)]
+    loader = make_dataloader(items, build_transform(model.preprocessing, False), 8, shuffle=True)
+    seen = set()
+    model.model.vit.layers[0].mlp.fc1.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
+    result = fit(model, loader, loader, optim=OptimConfig(name="adamw", lr=0.01),
+                 train=TrainConfig(max_steps=12, precision="bf16", cpu=True, log_every=4))
+    assert seen == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert result.metrics["precision"] == "bf16" and result.metrics["eval_top1"] == 1.0
