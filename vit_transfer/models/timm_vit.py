@@ -129,6 +129,15 @@ class TimmViT(TransferModel):
         )
         return [torch.cat([prefix, spatial], dim=1) if prefix is not None else spatial for spatial, prefix in outs]
 
+    def forward_features(self, pixel_values: torch.Tensor, pooling: str = "cls", last_n: int = 1) -> torch.Tensor:
+        """As ``TransferModel.forward_features``, plus timm's ``fc_norm`` on mean-pooled features when the model
+        has one (MAE-style ``global_pool='avg'`` models): features then match what the head sees."""
+        tokens = self.forward_tokens(pixel_values, last_n=last_n)
+        pooled = [pool_tokens(t, pooling, self.num_prefix_tokens) for t in tokens]
+        if pooling == "mean" and not isinstance(self.model.fc_norm, nn.Identity):
+            pooled = [self.model.fc_norm(p) for p in pooled]
+        return torch.cat(pooled, dim=-1)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self._native_head():
             return self.model(pixel_values)
