@@ -1,4 +1,12 @@
-"""vit-transfer: take a pretrained Vision Transformer from transformers or timm to a new task."""
+"""vit-transfer: take a pretrained Vision Transformer from transformers or timm to a new task.
+
+The core (loading, resizing, heads, saving) imports eagerly; training, probing, Hub and data names
+are imported on first use so ``import vit_transfer`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from .errors import (
     CheckpointError,
@@ -13,6 +21,42 @@ from .layers import Interpolation, resample_patch_embed, resample_pos_embed
 from .models import HeadSpec, Preprocessing, ResizeReport, TransferModel, load_vit
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY = {
+    "convert_vit": "vit_transfer.models.convert",
+    "convert_checkpoint": "vit_transfer.models.convert",
+    "load_vit_from_config": "vit_transfer.models.loading",
+    "DataConfig": "vit_transfer.data",
+    "AugmentConfig": "vit_transfer.data",
+    "load_image_datasets": "vit_transfer.data",
+    "build_transform": "vit_transfer.data",
+    "make_dataloader": "vit_transfer.data",
+    "TrainRecipe": "vit_transfer.training",
+    "load_train_recipe": "vit_transfer.training",
+    "train": "vit_transfer.training",
+    "fit": "vit_transfer.training",
+    "LoraConfig": "vit_transfer.adapters.lora",
+    "apply_lora": "vit_transfer.adapters.lora",
+    "ProbeConfig": "vit_transfer.probe",
+    "ProbeResult": "vit_transfer.probe",
+    "FeatureCache": "vit_transfer.probe",
+    "extract_features": "vit_transfer.probe",
+    "probe_model": "vit_transfer.probe",
+    "linear_probe": "vit_transfer.probe",
+    "push_run": "vit_transfer.hub",
+    "run_quickstart": "vit_transfer.quickstart",
+    "QuickstartConfig": "vit_transfer.quickstart",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vit_transfer' has no attribute {name!r}")
+
 
 __all__ = [
     "CheckpointError",
@@ -31,4 +75,5 @@ __all__ = [
     "load_vit",
     "resample_patch_embed",
     "resample_pos_embed",
+    *_LAZY,
 ]
