@@ -170,6 +170,7 @@ def fit(
     recent_losses: deque = deque(maxlen=max(1, train.log_every))
     window_loss, window_steps = torch.zeros((), device=acc.device), 0
     step_loss = torch.zeros((), device=acc.device)
+    skipped_pending = torch.zeros((), dtype=torch.long, device=acc.device)
     accum = train.grad_accum_steps
     micro = 0
     eval_seconds = 0.0
@@ -197,7 +198,7 @@ def fit(
             state.batch_in_epoch += 1
             skipped = batch.get("num_skipped")
             if skipped is not None and state.epoch == 0:
-                state.train_skipped += int(skipped)
+                skipped_pending += skipped.to(acc.device)  # no host sync per batch; folded in at checkpoints
             rows = batch["labels"].shape[0]
             if rows == 0 and acc.num_processes == 1:
                 continue  # every image of this batch was undecodable: nothing to learn from
@@ -249,6 +250,8 @@ def fit(
                 acc.log({f"eval/{k}": scores[k] for k in ("top1", "top5", "loss")}, step=state.step)
             if train.checkpoint_every and state.step % train.checkpoint_every == 0:
                 t0 = time.perf_counter()
+                state.train_skipped += int(skipped_pending)
+                skipped_pending.zero_()
                 save_checkpoint(acc, output_dir, state.step, train.keep_checkpoints)
                 eval_seconds += time.perf_counter() - t0
             for hook in hooks:
@@ -271,6 +274,7 @@ def fit(
     metrics: dict = {}
     if ema is not None:
         ema.copy_to_model()  # from here on the model *is* the averaged model (evaluated and saved)
+    state.train_skipped += int(skipped_pending)
     skipped_total = torch.tensor(state.train_skipped, device=acc.device)
     if eval_dl is not None:
         scores = evaluate_model(model, eval_dl, acc, labels_k, metric)
