@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from vit_transfer.config import to_dict
+from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
 from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
 from vit_transfer.training import fit, load_train_recipe, resolve_resume, train
@@ -234,3 +235,35 @@ def test_bf16_autocast_on_cpu(hf_vit_dir):
     assert seen == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert result.metrics["precision"] == "bf16" and result.metrics["eval_top1"] == 1.0
+
+
+def test_a_fresh_run_refuses_a_folder_with_old_checkpoints(tmp_path, images, hf_vit_dir, monkeypatch):
+    out = tmp_path / "run"
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, out,
+                        train={"max_steps": 4, "checkpoint_every": 2}, output={"log_with": "tensorboard"})
+    train(load_train_recipe(path))
+    assert list((out / "logs").rglob("events.out.tfevents.*"))  # TensorBoard through Accelerate's tracker
+    with pytest.raises(ConfigError, match="resume_from_checkpoint=latest.*output.overwrite=true"):
+        train(load_train_recipe(path))
+    # overwrite: the old checkpoints go, and the new run's own are kept by rotation
+    (out / "checkpoints" / "step_00000090").mkdir()
+    train(load_train_recipe(path, ["output.overwrite=true", "train.max_steps=2", "train.keep_checkpoints=1"]))
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_00000002"]
+
+
+def test_push_to_hub_calls_push_run_once_the_folder_is_complete(tmp_path, images, hf_vit_dir, monkeypatch):
+    import vit_transfer.hub
+
+    calls = []
+
+    def fake_push_run(output_dir, repo_id, private=False, revision=None, **kwargs):
+        calls.append((Path(output_dir), repo_id, private, revision,
+                      sorted(p.name for p in Path(output_dir).iterdir())))
+
+    monkeypatch.setattr(vit_transfer.hub, "push_run", fake_push_run)
+    out = tmp_path / "run"
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, out, train={"max_steps": 2},
+                        output={"push_to_hub": True, "hub_repo_id": "me/tiny", "hub_private": True,
+                                "hub_revision": "v1"})
+    train(load_train_recipe(path))
+    assert calls == [(out, "me/tiny", True, "v1", ["metrics.json", "model", "recipe.yaml", "run_info.json"])]

@@ -66,6 +66,7 @@ class OutputConfig:
 
     dir: str = "runs/vit-transfer"
     log_with: Literal["tensorboard", "none"] = "tensorboard"  # tensorboard is used only when installed
+    overwrite: bool = False  # a fresh run into a folder holding checkpoints deletes them (else: an error)
     push_to_hub: bool = False
     hub_repo_id: str | None = None
     hub_private: bool = False

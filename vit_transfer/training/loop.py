@@ -8,6 +8,7 @@ mixed precision, optional EMA, periodic evaluation and atomic, resumable checkpo
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections import deque
 from contextlib import nullcontext
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError
 from .accelerator import TRACKER_DIR, make_accelerator
-from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint
+from .checkpoints import checkpoint_step, list_checkpoints, resolve_resume, save_checkpoint
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
 from .data_order import reproducible_loader
 from .ema import WeightEma
@@ -112,6 +113,7 @@ def fit(
     log_with: str = "none",
     tracker_config: dict | None = None,
     hooks: Sequence[Hook] = (),
+    overwrite: bool = False,
     desc: str = "train",
 ) -> FitResult:
     """Train ``model`` on batches ``{"pixel_values", "labels"[, "num_skipped"]}``; evaluate on ``eval_loader``.
@@ -120,6 +122,7 @@ def fit(
     checkpoint (``train.resume_from_checkpoint``) replays exactly the uninterrupted run's batches.
     ``batch_transform`` (mixup / cutmix) may turn labels into ``(B, K)`` soft targets. ``hooks`` run after
     every optimiser step (and checkpoint); an exception there stops the run like a crash would.
+    A fresh run (no resume) refuses an ``output_dir`` that holds checkpoints unless ``overwrite``.
     Returns final metrics: ``eval_top1``, ``eval_top5``, ``eval_loss``, ``train_loss``, ``steps``,
     ``seconds``, ``images_per_second``, ``skipped_images`` (and ``test_*`` with a test loader).
     """
@@ -153,6 +156,8 @@ def fit(
     acc.register_for_checkpointing(state, scheduler, *([ema] if ema else []))
 
     resume = resolve_resume(train.resume_from_checkpoint, output_dir)
+    if resume is None and output_dir is not None:
+        _claim_output_dir(acc, output_dir, overwrite)
     if resume is not None:
         try:
             acc.load_state(str(resume))
@@ -310,6 +315,23 @@ def fit(
         acc.end_training()
     return FitResult(metrics=metrics, history=history, model=acc.unwrap_model(model), state=state,
                      resumed_from=str(resume) if resume else None)
+
+
+def _claim_output_dir(acc, output_dir, overwrite: bool) -> None:
+    """Old checkpoints in the folder of a fresh run would outrank its own in rotation and in `latest`."""
+    old = list_checkpoints(output_dir)
+    if not old:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{output_dir} already holds checkpoints of an earlier run (newest: {old[-1].name}); continue it with "
+            "train.resume_from_checkpoint=latest, start over with output.overwrite=true, or pick another output.dir"
+        )
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        for path in old:
+            shutil.rmtree(path, ignore_errors=True)
+    acc.wait_for_everyone()
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
