@@ -51,7 +51,8 @@ def test_linear_constant_and_floor():
     assert lrs(ScheduleConfig("linear", min_lr_ratio=0.2), total=3, peak=10.0) == pytest.approx(
         [10.0, 10 * (0.2 + 0.8 * 2 / 3), 10 * (0.2 + 0.8 / 3)])
     with pytest.warns(UserWarning, match="schedule.warmup_steps=50 exceeds the run's 10 steps"):
-        assert lrs(ScheduleConfig("constant", warmup_steps=50), total=10) == pytest.approx([i / 10 for i in range(1, 11)])
+        values = lrs(ScheduleConfig("constant", warmup_steps=50), total=10)
+    assert values == pytest.approx([i / 10 for i in range(1, 11)])
     with pytest.raises(ConfigError, match="schedule.warmup_steps"):
         lrs(ScheduleConfig(warmup_steps=-1), total=10)
 

@@ -25,7 +25,7 @@ class LoraConfig:
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
-    target_modules: list[str] | None = None  # leaf names (e.g. [q_proj, v_proj]) or ["all-linear"]; null: the model's default
+    target_modules: list[str] | None = None  # leaf names ([q_proj, v_proj]) or [all-linear]; null: the model's default
     merge: bool = False  # also save a merged plain model to OUTPUT_DIR/model (loads without peft)
     bias: str = "none"  # none | all | lora_only
 
@@ -46,7 +46,8 @@ class LoraHandle:
         return 100.0 * self.trainable_parameters / max(1, self.total_parameters)
 
     def summary(self) -> str:
-        return (f"LoRA on {len(self.target_modules)} modules ({', '.join(sorted({t.rsplit('.', 1)[-1] for t in self.target_modules}))}) "
+        leaves = ", ".join(sorted({t.rsplit(".", 1)[-1] for t in self.target_modules}))
+        return (f"LoRA on {len(self.target_modules)} modules ({leaves}) "
                 f"+ head {self.modules_to_save}: {self.trainable_parameters:,} trainable of "
                 f"{self.total_parameters:,} parameters ({self.trainable_percent:.2f}%)")
 

@@ -19,7 +19,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Sequent
 
 def mix_seed(*values: int) -> int:
     """A well-spread 63-bit seed from a few integers."""
-    return int(np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
+    words = np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, np.uint32)
+    return int(words.view(np.uint64)[0] >> 1)
 
 
 @contextmanager

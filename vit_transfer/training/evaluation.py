@@ -61,7 +61,9 @@ def evaluate_model(model: nn.Module, loader, accelerator, num_labels: int, metri
                 loss_sum += losses.double().sum().cpu()
                 count += labels.numel()
     model.train(was_training)
-    total_skipped = int(accelerator.reduce(skipped, reduction="sum").item()) if accelerator.num_processes > 1 else int(skipped)
+    if accelerator.num_processes > 1:
+        skipped = accelerator.reduce(skipped, reduction="sum")
+    total_skipped = int(skipped)
     if count == 0:
         return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "num_examples": 0,
                 "skipped_images": total_skipped}

@@ -247,7 +247,8 @@ def fit(
                 progress.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
                 window_loss.zero_()
                 window_steps = 0
-            if eval_dl is not None and eval.every_steps and state.step % eval.every_steps == 0 and state.step < max_steps:
+            due = eval.every_steps and state.step % eval.every_steps == 0 and state.step < max_steps
+            if eval_dl is not None and due:  # the final evaluation comes after the loop
                 t0 = time.perf_counter()
                 scores = run_eval("eval", eval_dl)
                 eval_seconds += time.perf_counter() - t0

@@ -150,8 +150,10 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
                                    shuffle=True, seed=t.seed, num_workers=workers, drop_last=True)
     eval_tf = build_transform(model.preprocessing, False)
     eval_bs = recipe.eval.batch_size or micro
-    eval_loader = make_dataloader(data.eval, eval_tf, eval_bs, shuffle=False, num_workers=workers) if data.eval else None
-    test_loader = make_dataloader(data.test, eval_tf, eval_bs, shuffle=False, num_workers=workers) if data.test else None
+    eval_loader, test_loader = (
+        make_dataloader(split, eval_tf, eval_bs, shuffle=False, num_workers=workers) if split is not None else None
+        for split in (data.eval, data.test)
+    )
     mixing = recipe.augment.mixup_alpha > 0 or recipe.augment.cutmix_alpha > 0
     batch_transform = (lambda b: mixup_cutmix(b, data.num_labels, recipe.augment)) if mixing else None
 
