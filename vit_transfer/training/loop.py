@@ -167,6 +167,7 @@ def fit(
             raise CheckpointError(f"{resume} holds step {state.step}, not the step its name says")
         acc.print(f"resumed from {resume} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
 
+    images_before = state.images_seen  # a resumed run times only its own images
     if acc.trackers == [] and acc.log_with:
         acc.init_trackers(TRACKER_DIR, config=_flat(tracker_config or {}))
 
@@ -297,13 +298,14 @@ def fit(
     final_loss = torch.stack(list(recent_losses)).mean() if recent_losses else torch.tensor(float("nan"))
     final_loss = acc.reduce(final_loss.to(acc.device), reduction="mean").item() if recent_losses else float("nan")
     images = int(acc.reduce(torch.tensor(state.images_seen, device=acc.device), reduction="sum").item())
+    timed = int(acc.reduce(torch.tensor(state.images_seen - images_before, device=acc.device), reduction="sum").item())
     skipped_train = int(acc.reduce(skipped_total, reduction="sum").item())
     metrics.update({
         "train_loss": final_loss,
         "steps": state.step,
         "seconds": time.perf_counter() - start_time,
         "train_seconds": train_seconds,
-        "images_per_second": images / train_seconds if train_seconds > 0 else float("nan"),
+        "images_per_second": timed / train_seconds if train_seconds > 0 else float("nan"),
         "images_seen": images,
         "skipped_images": skipped_train + skipped_eval,
         "num_processes": acc.num_processes,
