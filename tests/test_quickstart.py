@@ -1,0 +1,39 @@
+"""The offline quickstart: a shortened run end to end (fast) and the full run's targets (slow)."""
+
+import json
+
+import pytest
+
+from vit_transfer.quickstart import RESULT_KEYS, QuickstartConfig, run_quickstart
+
+METHODS = ["linear probe", "10-shot linear probe", "LoRA (r=8) fine-tune", "full fine-tune", "full fine-tune, random init"]
+
+
+def test_short_quickstart_writes_table_and_models(tmp_path, capsys):
+    rows = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=2, progress=False))
+    assert [r["method"] for r in rows] == METHODS
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == rows
+    for row in saved:
+        assert tuple(row) == RESULT_KEYS
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["seconds"] >= 0 and row["trainable_params"] > 0
+    assert [r["pretrained"] for r in saved] == [True, True, True, True, False]
+    full, lora = saved[3], saved[2]
+    assert lora["trainable_params"] < full["trainable_params"] / 5
+    # the probe alone, on frozen pretrained features, is already far above chance (10 classes)
+    assert saved[0]["accuracy"] > 0.5
+    for name in ("full_finetune", "full_finetune_random_init"):
+        assert (tmp_path / name / "model" / "model.safetensors").stat().st_size > 1_000_000
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+    assert (tmp_path / "linear_probe" / "probe_results.json").is_file()
+    table = capsys.readouterr().out
+    assert "full fine-tune, random init" in table and "test accuracy" in table
+
+
+@pytest.mark.slow
+def test_full_quickstart_meets_its_targets(tmp_path):
+    rows = {r["method"]: r for r in run_quickstart(QuickstartConfig(output_dir=str(tmp_path), progress=False))}
+    assert rows["full fine-tune"]["accuracy"] >= 0.95
+    assert rows["linear probe"]["accuracy"] >= 0.90
+    assert rows["full fine-tune"]["accuracy"] - rows["full fine-tune, random init"]["accuracy"] >= 0.20
+    assert sum(r["seconds"] for r in rows.values()) < 300
