@@ -273,3 +273,19 @@ def test_hf_model_without_classifier_head(tmp_path):
     tiny_hf_vit().vit.save_pretrained(tmp_path)
     model = load_vit(tmp_path, num_labels=7, image_size=48)
     assert model(images(48, 48)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_head_with_identical_labels_is_kept_unless_asked(ecosystem, hf_vit_dir, timm_vit_dir, tmp_path):
+    src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
+    labels = {0: "x", 1: "y"}
+    model = load_vit(src, id2label=labels).eval()
+    with torch.no_grad():
+        for p in model.head_parameters():
+            p.normal_()
+    model.save(tmp_path)
+    x = images(32, 32)
+    kept = load_vit(tmp_path, id2label=labels).eval()
+    torch.testing.assert_close(kept(x), model(x), rtol=0, atol=0)
+    assert torch.count_nonzero(load_vit(tmp_path, id2label={0: "y", 1: "x"}).eval()(x)) == 0
+    assert torch.count_nonzero(load_vit(tmp_path, id2label=labels, reuse_matching_head=False).eval()(x)) == 0

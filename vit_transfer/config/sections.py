@@ -23,5 +23,6 @@ class ModelConfig:
     head_hidden_dim: int | None = None
     head_dropout: float = 0.0
     head_init: Literal["zeros", "trunc_normal"] = "zeros"
+    reuse_matching_head: bool = True  # a checkpoint already trained on exactly these labels keeps its head
     pretrained: bool = True  # False: same architecture, random weights (the control run)
     scratch: ArchitectureConfig = field(default_factory=ArchitectureConfig)  # used when source == "scratch"

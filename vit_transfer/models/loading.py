@@ -32,13 +32,16 @@ def load_vit(
     head_init: str = "zeros",
     ecosystem: str | None = None,
     architecture: str | None = None,
+    reuse_matching_head: bool = True,
 ) -> TransferModel:
     """Load a pretrained ViT and prepare it for transfer.
 
     ``source`` is a Hub id, a timm name, a local folder or a local weights file; ``ecosystem``
     forces "hf" or "timm" when the source alone is ambiguous. With ``image_size`` the position
     embeddings are resized (see ``TransferModel.resize``); with ``num_labels`` (or ``id2label``) a
-    new head replaces the classifier. Head options apply only then.
+    new head replaces the classifier. Head options apply only then. A checkpoint whose head already
+    has exactly ``id2label`` (same names, same order, same head kind) keeps its trained head unless
+    ``reuse_matching_head=False``: continuing to train a fine-tuned model must not reset it.
     """
     resolved = resolve_source(str(source), ecosystem)
     model = _load_hf(resolved) if resolved.ecosystem == "hf" else _load_timm(resolved, architecture)
@@ -49,8 +52,19 @@ def load_vit(
     if num_labels is not None:
         if id2label is not None:
             id2label = {int(k): str(v) for k, v in id2label.items()}
-        model.set_head(num_labels, id2label, head, pooling, head_hidden_dim, head_dropout, head_init)
+        if not (reuse_matching_head and _head_matches(model, num_labels, id2label, head, pooling, head_hidden_dim)):
+            model.set_head(num_labels, id2label, head, pooling, head_hidden_dim, head_dropout, head_init)
     return model
+
+
+def _head_matches(model: TransferModel, num_labels: int, id2label, kind: str, pooling, hidden_dim) -> bool:
+    """True when the checkpoint's head already classifies exactly these named labels the same way."""
+    spec = model.head_spec
+    if id2label is None or spec.num_labels != num_labels or model.id2label != id2label or spec.kind != kind:
+        return False
+    if pooling is not None and spec.pooling != pooling:
+        return False
+    return kind == "linear" or hidden_dim in (None, spec.hidden_dim)
 
 
 # --- transformers -----------------------------------------------------------------------------
@@ -277,6 +291,7 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
         head_init=cfg.head_init,
         ecosystem=cfg.ecosystem,
         architecture=cfg.architecture,
+        reuse_matching_head=cfg.reuse_matching_head,
     )
     if not cfg.pretrained:
         model.reinitialize(seed)
