@@ -10,7 +10,9 @@ from ..errors import CheckpointError
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 # name -> (folder under vit_transfer/assets, sha256 of its model.safetensors)
-BUILTIN_MODELS: dict[str, tuple[str, str]] = {}
+BUILTIN_MODELS: dict[str, tuple[str, str]] = {
+    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "a4b731745808aaddcc6e369559197880b6976dae8f3c84a2fba57f7af5fd7069"),
+}
 ALIASES = {"builtin:fashion-vit-tiny": "vit-transfer/fashion-vit-tiny", "fashion-vit-tiny": "vit-transfer/fashion-vit-tiny"}
 
 
