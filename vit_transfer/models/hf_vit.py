@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,18 +118,11 @@ class HFViT(TransferModel):
         patches.image_size = image_size
         patches.patch_size = patch_size
         patches.num_patches = (image_size[0] // patch_size[0]) * (image_size[1] // patch_size[1])
-        for owner in (embeddings,):
-            if hasattr(owner, "image_size"):
-                owner.image_size = image_size
-            if hasattr(owner, "patch_size"):
-                owner.patch_size = config.patch_size
-        self._preprocessing = Preprocessing(
-            image_size=image_size,
-            mean=self._preprocessing.mean,
-            std=self._preprocessing.std,
-            interpolation=self._preprocessing.interpolation,
-            crop_pct=self._preprocessing.crop_pct,
-        )
+        if hasattr(embeddings, "image_size"):
+            embeddings.image_size = image_size
+        if hasattr(embeddings, "patch_size"):
+            embeddings.patch_size = config.patch_size
+        self._preprocessing = dataclasses.replace(self._preprocessing, image_size=image_size)
 
     def resize(self, image_size, patch_size=None, interpolation="bicubic", align_corners=None, antialias=None):
         size = to_pair(image_size)

@@ -91,9 +91,7 @@ def _load_hf(src: Source) -> HFViT:
         model = AutoModelForImageClassification.from_pretrained(
             src.location, dtype=torch.float32, ignore_mismatched_sizes=bool(head_spec)
         )
-    except OSError as exc:
-        raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
-    except (RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
     preprocessing = read_hf_preprocessing(
         folder or _hub_file_folder(src.location, "preprocessor_config.json"),

@@ -24,21 +24,6 @@ def mix_seed(*values: int) -> int:
 
 
 @contextmanager
-def seeded_rng(seed: int):
-    """Seed python, numpy and torch (CPU) generators for a block, then put their states back."""
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
-
-
-@contextmanager
 def preserved_rng():
     """Run a block (evaluation) without moving the training loop's random streams."""
     py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
@@ -51,6 +36,16 @@ def preserved_rng():
         torch.set_rng_state(torch_state)
         if cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
+
+
+@contextmanager
+def seeded_rng(seed: int):
+    """Seed python, numpy and torch generators for a block, then put their states back."""
+    with preserved_rng():
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+        torch.manual_seed(seed)
+        yield
 
 
 class EpochShuffle(Sampler):
