@@ -289,3 +289,29 @@ def test_head_with_identical_labels_is_kept_unless_asked(ecosystem, hf_vit_dir, 
     torch.testing.assert_close(kept(x), model(x), rtol=0, atol=0)
     assert torch.count_nonzero(load_vit(tmp_path, id2label={0: "y", 1: "x"}).eval()(x)) == 0
     assert torch.count_nonzero(load_vit(tmp_path, id2label=labels, reuse_matching_head=False).eval()(x)) == 0
+
+
+# --- attention kernel -------------------------------------------------------------------------
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_attention_kernel_choice_keeps_the_numbers(ecosystem, hf_vit_dir, timm_vit_dir, tmp_path):
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+
+    src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
+    fused = load_vit(src).eval()
+    plain = load_vit_from_config(ModelConfig(source=str(src), attention="eager")).eval()
+    if ecosystem == "hf":
+        assert fused.model.config._attn_implementation == "sdpa"
+        assert plain.model.config._attn_implementation == "eager"
+    else:
+        flags = [m.fused_attn for m in plain.model.modules() if hasattr(m, "fused_attn")]
+        assert flags and not any(flags)
+    x = images(32, 32)
+    with torch.no_grad():
+        expected = fused.forward_features(x, "mean")
+        assert expected.abs().sum() > 0
+        torch.testing.assert_close(plain.forward_features(x, "mean"), expected, rtol=0, atol=1e-5)
+    plain.save(tmp_path)  # a runtime choice: the saved checkpoint does not pin a kernel
+    assert "eager" not in (tmp_path / "config.json").read_text()
+    with pytest.raises(ValueError, match="sdpa, eager"):
+        plain.set_attention("flash")

@@ -25,4 +25,5 @@ class ModelConfig:
     head_init: Literal["zeros", "trunc_normal"] = "zeros"
     reuse_matching_head: bool = True  # a checkpoint already trained on exactly these labels keeps its head
     pretrained: bool = True  # False: same architecture, random weights (the control run)
+    attention: Literal["sdpa", "eager"] | None = None  # None keeps the library default (sdpa); eager is faster on CPU bf16
     scratch: ArchitectureConfig = field(default_factory=ArchitectureConfig)  # used when source == "scratch"

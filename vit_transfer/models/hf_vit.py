@@ -12,7 +12,7 @@ from torch import nn
 
 from ..errors import ImageSizeError
 from ..layers import build_head, pool_tokens, pooled_dim
-from .base import HeadSpec, Preprocessing, TransferModel, to_pair
+from .base import HeadSpec, Preprocessing, TransferModel, check_attention, to_pair
 
 # The config key under which a non-native head is recorded, so load_vit can rebuild it.
 HEAD_CONFIG_KEY = "vit_transfer_head"
@@ -187,6 +187,9 @@ class HFViT(TransferModel):
                 delattr(config, HEAD_CONFIG_KEY)
         else:
             setattr(config, HEAD_CONFIG_KEY, spec.to_dict())
+
+    def set_attention(self, implementation: str) -> None:
+        self.model.set_attn_implementation(check_attention(implementation))
 
     def reinitialize(self, seed: int = 0) -> None:
         torch.manual_seed(seed)

@@ -274,6 +274,8 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
         model = create_vit(cfg.scratch, num_labels, id2label, seed)
         if cfg.image_size is not None:
             model.resize(cfg.image_size, cfg.patch_size, cfg.interpolation)
+        if cfg.attention:
+            model.set_attention(cfg.attention)
         return model
     model = load_vit(
         cfg.source,
@@ -293,4 +295,6 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
     )
     if not cfg.pretrained:
         model.reinitialize(seed)
+    if cfg.attention:
+        model.set_attention(cfg.attention)
     return model

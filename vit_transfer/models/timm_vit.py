@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..layers import build_head, pool_tokens, pooled_dim
-from .base import HeadSpec, Preprocessing, TransferModel, to_pair
+from .base import HeadSpec, Preprocessing, TransferModel, check_attention, to_pair
 
 # Key in timm's config.json under which a non-native head is recorded for load_vit.
 HEAD_CONFIG_KEY = "vit_transfer_head"
@@ -112,6 +112,12 @@ class TimmViT(TransferModel):
             raise ValueError(f"id2label has {len(id2label)} entries for {num_labels} labels")
         self._label_names = [str(id2label[i]) for i in range(num_labels)] if id2label else None
         self._head_spec = spec
+
+    def set_attention(self, implementation: str) -> None:
+        fused = check_attention(implementation) == "sdpa"
+        for module in self.model.modules():
+            if hasattr(module, "fused_attn"):  # timm's Attention picks its kernel per call from this flag
+                module.fused_attn = fused
 
     def reinitialize(self, seed: int = 0) -> None:
         torch.manual_seed(seed)
