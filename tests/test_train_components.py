@@ -191,3 +191,18 @@ def test_evaluate_model_matches_a_direct_computation(hf_vit_dir):
     assert scores["top5"] == 1.0
     assert scores["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
     assert EvalConfig().every_steps is None
+
+
+# --- precision ----------------------------------------------------------------------------------
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import vit_transfer.training.accelerator as accel
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert accel.resolve_precision("auto") == "no"
+    assert accel.make_accelerator("auto").mixed_precision == "no"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert accel.resolve_precision("auto") == "bf16"
+    assert accel.make_accelerator("auto").mixed_precision == "bf16"
+    assert accel.resolve_precision("no") == "no" and accel.resolve_precision("fp16") == "fp16"

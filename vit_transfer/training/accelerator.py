@@ -17,6 +17,30 @@ def _launched_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def native_bf16(cpu: bool = False) -> bool:
+    """Whether bf16 runs in hardware here: a CUDA GPU that supports it, or a CPU with bf16 units.
+
+    CPUs without them (many laptops) emulate bf16 and run slower than fp32, hence the check.
+    """
+    import torch
+
+    if not cpu and torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    if not cpu and torch.backends.mps.is_available():
+        return False
+    try:  # oneDNN's own check: AVX512-BF16 or AMX
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, cpu: bool = False) -> str:
+    """``train.precision`` as Accelerate takes it: ``auto`` is bf16 where it runs natively, else ``no``."""
+    if precision == "auto":
+        return "bf16" if native_bf16(cpu) else "no"
+    return precision
+
+
 def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "none",
                      project_dir: "str | Path | None" = None):
     """An ``Accelerator`` for one training run.
@@ -33,7 +57,7 @@ def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "
         AcceleratorState._reset_state(reset_partial_state=True)
     trackers = "tensorboard" if log_with == "tensorboard" and tensorboard_available() and project_dir else None
     return Accelerator(
-        mixed_precision=precision,
+        mixed_precision=resolve_precision(precision, cpu),
         cpu=cpu,
         log_with=trackers,
         project_dir=str(project_dir) if project_dir is not None else None,

@@ -42,7 +42,7 @@ class TrainConfig:
     epochs: float | None = None  # used when max_steps is null
     batch_size: int = 512
     grad_accum_steps: int = 1  # per-process micro-batch = batch_size / (processes * grad_accum_steps)
-    precision: Literal["no", "bf16", "fp16"] = "no"
+    precision: Literal["no", "bf16", "fp16", "auto"] = "no"  # auto: bf16 where the hardware has it (GPU or CPU), else no
     seed: int = 0
     ema_decay: float | None = None  # e.g. 0.9999: keep an EMA of the weights, evaluate and save it
     log_every: int = 10
