@@ -11,7 +11,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 # name -> (folder under vit_transfer/assets, sha256 of its model.safetensors)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "a4b731745808aaddcc6e369559197880b6976dae8f3c84a2fba57f7af5fd7069"),
+    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "313596fb34865bb3ea686b8f8354e9977d606537f410ff3a45ee08e59deeeb5b"),
 }
 ALIASES = {"builtin:fashion-vit-tiny": "vit-transfer/fashion-vit-tiny", "fashion-vit-tiny": "vit-transfer/fashion-vit-tiny"}
 
