@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -55,6 +55,20 @@ def resolve_resume(resume: str | None, output_dir: "str | Path | None") -> Path 
     if path.name.startswith(TMP_PREFIX):
         raise CheckpointError(f"{path} is an unfinished checkpoint (a run died while writing it); pick a step_* folder")
     return path
+
+
+def stale_checkpoints(output_dir: "str | Path", overwrite: bool) -> list[Path]:
+    """Checkpoints an earlier run left where a fresh run is starting: an error unless ``overwrite``.
+
+    Left in place they would outrank the new run's own in rotation and in ``latest``.
+    """
+    old = list_checkpoints(output_dir)
+    if old and not overwrite:
+        raise ConfigError(
+            f"{output_dir} already holds checkpoints of an earlier run (newest: {old[-1].name}); continue it with "
+            "train.resume_from_checkpoint=latest, start over with output.overwrite=true, or pick another output.dir"
+        )
+    return old
 
 
 def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int) -> Path:

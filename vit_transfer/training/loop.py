@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError
 from .accelerator import TRACKER_DIR, make_accelerator
-from .checkpoints import checkpoint_step, list_checkpoints, resolve_resume, save_checkpoint
+from .checkpoints import checkpoint_step, resolve_resume, save_checkpoint, stale_checkpoints
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
 from .data_order import reproducible_loader
 from .ema import WeightEma
@@ -321,15 +321,10 @@ def fit(
 
 
 def _claim_output_dir(acc, output_dir, overwrite: bool) -> None:
-    """Old checkpoints in the folder of a fresh run would outrank its own in rotation and in `latest`."""
-    old = list_checkpoints(output_dir)
+    """Delete an earlier run's checkpoints (``overwrite``) before a fresh run writes its own."""
+    old = stale_checkpoints(output_dir, overwrite)
     if not old:
         return
-    if not overwrite:
-        raise ConfigError(
-            f"{output_dir} already holds checkpoints of an earlier run (newest: {old[-1].name}); continue it with "
-            "train.resume_from_checkpoint=latest, start over with output.overwrite=true, or pick another output.dir"
-        )
     acc.wait_for_everyone()
     if acc.is_main_process:
         for path in old:

@@ -23,7 +23,7 @@ from ..adapters.lora import LoraHandle, apply_lora, merge_lora, save_adapter
 from ..config import to_dict
 from ..errors import ConfigError
 from .accelerator import make_accelerator
-from .checkpoints import list_checkpoints, resolve_resume
+from .checkpoints import resolve_resume, stale_checkpoints
 from .loop import FitResult, Hook, fit
 from .outputs import command_line, library_versions, replace_dir, write_json
 from .recipe import TrainRecipe, check_recipe
@@ -120,11 +120,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     t = recipe.train
     acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out)
     micro = micro_batch_size(t.batch_size, acc.num_processes, t.grad_accum_steps)
-    if resolve_resume(t.resume_from_checkpoint, out) is None and list_checkpoints(out) and not recipe.output.overwrite:
-        raise ConfigError(
-            f"{out} already holds checkpoints of an earlier run; continue it with train.resume_from_checkpoint=latest, "
-            "start over with output.overwrite=true, or pick another output.dir"
-        )
+    if resolve_resume(t.resume_from_checkpoint, out) is None:
+        stale_checkpoints(out, recipe.output.overwrite)  # refuse before recipe.yaml of the earlier run is replaced
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_recipe(recipe, out / "recipe.yaml")
