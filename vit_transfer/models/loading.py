@@ -274,27 +274,25 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
         model = create_vit(cfg.scratch, num_labels, id2label, seed)
         if cfg.image_size is not None:
             model.resize(cfg.image_size, cfg.patch_size, cfg.interpolation)
-        if cfg.attention:
-            model.set_attention(cfg.attention)
-        return model
-    model = load_vit(
-        cfg.source,
-        num_labels=num_labels,
-        id2label=id2label,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        interpolation=cfg.interpolation,
-        head=cfg.head,
-        pooling=cfg.pooling,
-        head_hidden_dim=cfg.head_hidden_dim,
-        head_dropout=cfg.head_dropout,
-        head_init=cfg.head_init,
-        ecosystem=cfg.ecosystem,
-        architecture=cfg.architecture,
-        reuse_matching_head=cfg.reuse_matching_head,
-    )
-    if not cfg.pretrained:
-        model.reinitialize(seed)
+    else:
+        model = load_vit(
+            cfg.source,
+            num_labels=num_labels,
+            id2label=id2label,
+            image_size=cfg.image_size,
+            patch_size=cfg.patch_size,
+            interpolation=cfg.interpolation,
+            head=cfg.head,
+            pooling=cfg.pooling,
+            head_hidden_dim=cfg.head_hidden_dim,
+            head_dropout=cfg.head_dropout,
+            head_init=cfg.head_init,
+            ecosystem=cfg.ecosystem,
+            architecture=cfg.architecture,
+            reuse_matching_head=cfg.reuse_matching_head,
+        )
+        if not cfg.pretrained:
+            model.reinitialize(seed)
     if cfg.attention:
         model.set_attention(cfg.attention)
     return model
