@@ -3,8 +3,9 @@
     vit-transfer train recipes/pretrain_fashion_mnist.yaml
     vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE2_OVERRIDES   # see PHASES below
     vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE3_OVERRIDES
+    vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE4_OVERRIDES
     python tools/ship_builtin.py runs/pretrain-fashion-mnist runs/pretrain-fashion-mnist-phase2 \
-        runs/pretrain-fashion-mnist-phase3
+        runs/pretrain-fashion-mnist-phase3 runs/pretrain-fashion-mnist-phase4
 
 Weights are stored in float16 (half the bytes; the config says float32, so every loader upcasts),
 the shipped weights are re-evaluated on the full Fashion-MNIST test set, a model card is written,
@@ -30,6 +31,8 @@ NAME = "vit-transfer/fashion-vit-tiny"
 # fresh, lower cosine cycle and no label smoothing: 8 epochs alone left the model under-fitted (83%),
 # 4 more gave 84%. Phase 3 adds 18 epochs at batch 64 (more steps for the same images, measured
 # slightly better than 128) with the eager attention kernel and no loader worker (both faster here).
+# Phase 3 ended at 88.1% with the held-out accuracy still rising, so phase 4 runs one more, lower
+# cosine cycle of 22 epochs.
 PHASE2 = ("model.source=runs/pretrain-fashion-mnist/model optim.lr=0.001 optim.weight_decay=0.01 "
           "augment.label_smoothing=0.0 schedule.warmup_steps=100 train.epochs=4 train.batch_size=128 "
           "eval.every_steps=1000 output.dir=runs/pretrain-fashion-mnist-phase2")
@@ -37,10 +40,15 @@ PHASE3 = ("model.source=runs/pretrain-fashion-mnist-phase2/model model.attention
           "augment.label_smoothing=0.0 schedule.warmup_steps=200 train.epochs=18 train.batch_size=64 "
           "data.num_workers=0 eval.every_steps=2000 train.checkpoint_every=1000 "
           "output.dir=runs/pretrain-fashion-mnist-phase3")
+PHASE4 = ("model.source=runs/pretrain-fashion-mnist-phase3/model model.attention=eager optim.lr=0.0003 "
+          "augment.label_smoothing=0.0 schedule.warmup_steps=200 train.epochs=22 train.batch_size=64 "
+          "data.num_workers=0 eval.every_steps=2000 train.checkpoint_every=1000 "
+          "output.dir=runs/pretrain-fashion-mnist-phase4")
 PHASES = [  # (what it does, overrides of recipes/pretrain_fashion_mnist.yaml, run folder)
     ("phase 1: 8 epochs, AdamW 2e-3", "", "runs/pretrain-fashion-mnist"),
     ("phase 2: 4 more epochs, AdamW 1e-3", PHASE2, "runs/pretrain-fashion-mnist-phase2"),
     ("phase 3: 18 more epochs, AdamW 5e-4", PHASE3, "runs/pretrain-fashion-mnist-phase3"),
+    ("phase 4: 22 more epochs, AdamW 3e-4", PHASE4, "runs/pretrain-fashion-mnist-phase4"),
 ]
 FOLDER = "fashion-vit-tiny"
 

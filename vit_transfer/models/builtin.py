@@ -11,7 +11,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 # name -> (folder under vit_transfer/assets, sha256 of its model.safetensors)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "313596fb34865bb3ea686b8f8354e9977d606537f410ff3a45ee08e59deeeb5b"),
+    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "740674761b0aafc3dc4aaa27d15644053b0b617f136304b0c0c74948b861787a"),
 }
 ALIASES = {"builtin:fashion-vit-tiny": "vit-transfer/fashion-vit-tiny", "fashion-vit-tiny": "vit-transfer/fashion-vit-tiny"}
 
