@@ -111,9 +111,10 @@ def model_card(metrics: dict, info: dict, accuracy: float, n: int, config: dict)
     minutes = metrics.get("seconds", 0) / 60
     labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
     params = metrics.get("trainable_parameters", 0)
+    run = PHASES[:len(metrics["phases"])]  # the phases this checkpoint went through, in order
     commands = [f"vit-transfer train recipes/pretrain_fashion_mnist.yaml {o}".rstrip() + f"   # {what}"
-                for what, o, _ in PHASES[:len(metrics["phases"])]]
-    commands.append("python tools/ship_builtin.py " + " ".join(d for _, _, d in PHASES[:len(metrics["phases"])]))
+                for what, o, _ in run]
+    commands.append("python tools/ship_builtin.py " + " ".join(d for _, _, d in run))
     reproduce = "\n".join(commands)
     return f"""---
 license: mit
