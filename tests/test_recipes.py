@@ -76,6 +76,16 @@ def test_bad_overrides_name_the_key(overrides, key):
         load_train_recipe(RECIPES / "pets_vit_b16.yaml", overrides)
 
 
+def test_yaml_booleans_read_as_the_choice_they_spell(tmp_path):
+    # YAML 1.1 reads `no` as false: `train.precision=no` (and `precision: no` in a file) must still work
+    assert load_train_recipe(RECIPES / "pets_vit_b16.yaml", ["train.precision=no"]).train.precision == "no"
+    path = tmp_path / "r.yaml"
+    path.write_text("train:\n  precision: no\n")
+    assert load_train_recipe(path).train.precision == "no"
+    with pytest.raises(ConfigError, match=r"train\.precision must be one of"):
+        load_train_recipe(path, ["train.precision=yes"])  # no `yes` among the choices: still an error
+
+
 def test_unknown_key_inside_the_file_is_named_with_a_suggestion(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("optim:\n  learning_rate: 0.1\n")

@@ -109,6 +109,9 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {_name(tp)}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads `no`, `off`, `yes`, `on` as booleans
+            spellings = ("no", "off", "false") if not value else ("yes", "on", "true")
+            value = next((s for s in spellings if s in get_args(tp)), value)
         if value not in get_args(tp):
             raise ConfigError(f"{key} must be one of {list(get_args(tp))}, got {value!r}")
         return value
