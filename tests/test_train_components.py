@@ -206,3 +206,19 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     assert accel.resolve_precision("auto") == "bf16"
     assert accel.make_accelerator("auto").mixed_precision == "bf16"
     assert accel.resolve_precision("no") == "no" and accel.resolve_precision("fp16") == "fp16"
+
+
+def test_explicit_bf16_on_a_cpu_that_emulates_it_warns_but_is_kept(monkeypatch):
+    import warnings
+
+    import vit_transfer.training.accelerator as accel
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with pytest.warns(UserWarning, match="emulated"):
+        assert accel.resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert accel.resolve_precision("bf16") == "bf16"

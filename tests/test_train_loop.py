@@ -219,6 +219,7 @@ def test_two_cpu_processes_report_the_single_process_metrics(tmp_path, images, h
         assert two[key] == pytest.approx(one[key], abs=1e-4), key
 
 
+@pytest.mark.filterwarnings("ignore:train.precision=bf16 on a CPU")  # this CPU may emulate bf16: the test is about numerics
 def test_bf16_autocast_on_cpu(hf_vit_dir):
     """precision: bf16 runs the matmuls in bfloat16 on a CPU, keeps fp32 weights, and still learns."""
     from PIL import Image
