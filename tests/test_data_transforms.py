@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 
 from vit_transfer.data import AugmentConfig, build_transform, mixup_cutmix, to_rgb
+from vit_transfer.errors import ConfigError
 from vit_transfer.models import Preprocessing
 
 PLAIN = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -107,6 +108,26 @@ def test_random_resized_crop_scale_and_randaugment_shapes():
     assert outs.shape == (4, 3, 24, 32)
     assert not torch.equal(outs[0], outs[1])  # random crops differ
     assert transform.image_size == (24, 32)
+
+
+def test_random_crop_translates_without_rescaling_and_pads_black():
+    pre = Preprocessing(image_size=8, **PLAIN)
+    pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+    pixels[3:5, 3:5] = 255  # a 2x2 white square in the middle
+    image = Image.fromarray(pixels)
+    transform = build_transform(pre, train=True, augment=AugmentConfig(crop="random_crop", crop_padding=2, hflip=False))
+    torch.manual_seed(0)
+    outs = [transform(image) for _ in range(40)]
+    offsets = set()
+    for out in outs:
+        assert out.shape == (3, 8, 8)
+        assert out.sum().item() == 3 * 4  # the square is moved whole, never rescaled or cut
+        rows, cols = torch.nonzero(out[0], as_tuple=True)
+        offsets.add((rows.min().item() - 3, cols.min().item() - 3))
+    assert offsets <= {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    assert len(offsets) > 5  # shifted in both directions
+    with pytest.raises(ConfigError, match="crop_padding"):
+        build_transform(pre, train=True, augment=AugmentConfig(crop="random_crop", crop_padding=-1))
 
 
 def test_mixup_gives_soft_labels_matching_the_mixed_pixels():

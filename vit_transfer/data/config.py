@@ -39,8 +39,9 @@ class DataConfig:
 class AugmentConfig:
     """Train-time augmentation; evaluation always resizes and centre-crops."""
 
-    crop: Literal["random_resized_crop", "resize"] = "random_resized_crop"
-    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop: Literal["random_resized_crop", "random_crop", "resize"] = "random_resized_crop"
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random_resized_crop only
+    crop_padding: int = 4  # random_crop only: pad each side with black, then crop back (shifts of up to this many px)
     hflip: bool = True
     randaugment: bool = False
     mixup_alpha: float = 0.0

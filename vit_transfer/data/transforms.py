@@ -1,7 +1,7 @@
 """Image transforms that follow the model's ``Preprocessing``, and batch-level MixUp/CutMix.
 
-Train: RandomResizedCrop (or a plain resize) to the model's size, horizontal flip, optional
-RandAugment. Eval: square sizes resize the short side to ``size / crop_pct`` and centre-crop
+Train: RandomResizedCrop (or a resize plus pad-and-crop translation, or a plain resize) to the
+model's size, horizontal flip, optional RandAugment. Eval: square sizes resize the short side to ``size / crop_pct`` and centre-crop
 (timm's protocol); non-square sizes resize straight to ``(h, w)``. Both end in a float tensor
 normalised with the model's mean and std. Every image is converted to RGB first.
 """
@@ -62,12 +62,19 @@ def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" 
         augment = augment or AugmentConfig()
         if augment.crop == "random_resized_crop":
             steps.append(v2.RandomResizedCrop(size, scale=tuple(augment.crop_scale), interpolation=interpolation, antialias=True))
+        elif augment.crop == "random_crop":
+            # Translation without rescaling: small images (digits, Fashion-MNIST) keep their scale,
+            # which random-resized crops change (measured worse there).
+            steps.append(v2.Resize(size, interpolation=interpolation, antialias=True))
+            steps.append(v2.RandomCrop(size, padding=_padding(augment.crop_padding), fill=0))
         elif augment.crop == "resize":
             steps.append(v2.Resize(size, interpolation=interpolation, antialias=True))
         else:
             from ..errors import ConfigError
 
-            raise ConfigError(f"augment.crop must be 'random_resized_crop' or 'resize', got {augment.crop!r}")
+            raise ConfigError(
+                f"augment.crop must be 'random_resized_crop', 'random_crop' or 'resize', got {augment.crop!r}"
+            )
         if augment.hflip:
             steps.append(v2.RandomHorizontalFlip())
         if augment.randaugment:
@@ -110,6 +117,14 @@ def mixup_cutmix(batch: dict, num_labels: int, augment: "AugmentConfig | None") 
     mixer = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
     out["pixel_values"], out["labels"] = mixer(pixel_values, labels.long())
     return out
+
+
+def _padding(padding) -> int:
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"augment.crop_padding must be a whole number of pixels >= 0, got {padding!r}")
+    return padding
 
 
 def _pair(size) -> tuple[int, int]:
