@@ -4,8 +4,11 @@
     vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE2_OVERRIDES   # see PHASES below
     vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE3_OVERRIDES
     vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE4_OVERRIDES
+    vit-transfer train recipes/pretrain_fashion_mnist.yaml PHASE5_OVERRIDES
     python tools/ship_builtin.py runs/pretrain-fashion-mnist runs/pretrain-fashion-mnist-phase2 \
-        runs/pretrain-fashion-mnist-phase3 runs/pretrain-fashion-mnist-phase4
+        runs/pretrain-fashion-mnist-phase3 runs/pretrain-fashion-mnist-phase4 runs/pretrain-fashion-mnist-phase5
+
+The shipped weights are SOUP: a weighted average of the last two phases' weights.
 
 Weights are stored in float16 (half the bytes; the config says float32, so every loader upcasts),
 the shipped weights are re-evaluated on the full Fashion-MNIST test set, a model card is written,
@@ -44,12 +47,33 @@ PHASE4 = ("model.source=runs/pretrain-fashion-mnist-phase3/model model.attention
           "augment.label_smoothing=0.0 schedule.warmup_steps=200 train.epochs=22 train.batch_size=64 "
           "data.num_workers=0 eval.every_steps=2000 train.checkpoint_every=1000 "
           "output.dir=runs/pretrain-fashion-mnist-phase4")
+# Phase 4 over-fitted (train loss 0.17, held-out 0.36). Phase 5 adds translations (pad 2 px, crop
+# back) and an EMA of the weights for 10 epochs from the shipped, float16-stored phase-4 weights, in
+# fp32 on a CPU without bf16 units: 88.4% alone (under-fitted: train loss 0.34), but averaged with
+# phase 4 it beats both. The ratio was picked on the 3,000 held-out training images (phase-5 weight
+# 0 / 0.3 / 0.5 / 0.7 / 1: 88.6 / 89.1 / 88.5 / 88.2 / 87.8%); the test set was scored once, for 0.3.
+PHASE5 = ("model.source=runs/pretrain-fashion-mnist-phase4/model optim.lr=0.0002 augment.crop=random_crop "
+          "augment.crop_padding=2 augment.label_smoothing=0.0 schedule.warmup_steps=300 train.epochs=10 "
+          "train.batch_size=64 train.ema_decay=0.9995 train.precision=no data.num_workers=0 eval.every_steps=2000 "
+          "train.checkpoint_every=1000 output.dir=runs/pretrain-fashion-mnist-phase5")
 PHASES = [  # (what it does, overrides of recipes/pretrain_fashion_mnist.yaml, run folder)
     ("phase 1: 8 epochs, AdamW 2e-3", "", "runs/pretrain-fashion-mnist"),
     ("phase 2: 4 more epochs, AdamW 1e-3", PHASE2, "runs/pretrain-fashion-mnist-phase2"),
     ("phase 3: 18 more epochs, AdamW 5e-4", PHASE3, "runs/pretrain-fashion-mnist-phase3"),
     ("phase 4: 22 more epochs, AdamW 3e-4", PHASE4, "runs/pretrain-fashion-mnist-phase4"),
+    ("phase 5: 10 more epochs from phase 4, translations, EMA, AdamW 2e-4", PHASE5, "runs/pretrain-fashion-mnist-phase5"),
 ]
+SOUP = {"runs/pretrain-fashion-mnist-phase4": 0.7, "runs/pretrain-fashion-mnist-phase5": 0.3}  # run -> weight
+
+
+def soup(weights_by_run: dict[str, float]) -> dict[str, torch.Tensor]:
+    """The weighted average of several runs' ``model/model.safetensors`` (same keys), in float32."""
+    total = sum(weights_by_run.values())
+    average: dict[str, torch.Tensor] = {}
+    for run, weight in weights_by_run.items():
+        for key, tensor in load_file(str(Path(run) / "model" / "model.safetensors")).items():
+            average[key] = average.get(key, 0) + tensor.float() * (weight / total)
+    return average
 FOLDER = "fashion-vit-tiny"
 
 
@@ -83,7 +107,7 @@ def main(run_dirs: list[str]) -> None:
         staged = Path(tmp) / FOLDER
         shutil.copytree(run / "model", staged)
         weights = staged / "model.safetensors"
-        state = load_file(str(weights))
+        state = soup(SOUP) if SOUP and set(SOUP) <= set(run_dirs) else load_file(str(weights))
         save_file({k: v.to(torch.float16).contiguous() for k, v in state.items()}, str(weights), metadata={"format": "pt"})
         config = json.loads((staged / "config.json").read_text())
         config["dtype"] = "float32"
@@ -105,6 +129,28 @@ def main(run_dirs: list[str]) -> None:
     builtin.write_text(text)
     size = sum(p.stat().st_size for p in dest.iterdir())
     print(f"wrote {dest} ({size / 2**20:.1f} MiB), sha256 {digest}")
+
+
+def precision_text(phases: list[dict]) -> str:
+    """``phases 1-4 bf16 autocast, phase 5 fp32``: runs of equal precision grouped, in order."""
+    groups: list[list] = []  # [first phase, last phase, precision]
+    for number, phase in enumerate(phases, 1):
+        precision = phase.get("precision") or "no"
+        if groups and groups[-1][2] == precision:
+            groups[-1][1] = number
+        else:
+            groups.append([number, number, precision])
+    spans = [(f"phase {a}" if a == b else f"phases {a}-{b}") + (" fp32" if p == "no" else f" {p} autocast")
+             for a, b, p in groups]
+    return ", ".join(spans)
+
+
+def soup_text(metrics: dict) -> str:
+    if not (SOUP and len(metrics["phases"]) == len(PHASES)):
+        return ""
+    parts = " + ".join(f"{w} x {next(what.split(':')[0] for what, _, d in PHASES if d == run)}" for run, w in SOUP.items())
+    return (f"The shipped weights are a weighted average of two phases' weights ({parts}), the ratio picked on "
+            "the held-out images (see `SOUP` in `tools/ship_builtin.py`); the test set was scored once.\n\n")
 
 
 def model_card(metrics: dict, info: dict, accuracy: float, n: int, config: dict) -> str:
@@ -153,7 +199,7 @@ quickstart transfers it to scikit-learn's handwritten digits at a new resolution
 | parameters | {params:,} |
 | labels | {labels} |
 | **Fashion-MNIST test top-1** | **{100 * accuracy:.2f}%** ({n:,} images, the shipped float16-stored weights) |
-| training | {len(metrics['phases'])} phases, {metrics.get('steps')} steps, {metrics.get('images_seen', 0):,} images, {minutes:.0f} min on a 2-core CPU ({metrics.get('precision')} autocast) |
+| training | {len(metrics['phases'])} phases, {metrics.get('steps')} steps, {metrics.get('images_seen', 0):,} images, {minutes:.0f} min on 2-core CPUs ({precision_text(metrics['phases'])}) |
 | data | Fashion-MNIST (Debian package `dataset-fashion-mnist`, MIT licence): 57,000 train, 3,000 held out for evaluation |
 
 Reproduce:
@@ -163,7 +209,7 @@ apt-get install dataset-fashion-mnist
 {reproduce}
 ```
 
-Phase test accuracies: {", ".join(f"{100 * p.get('test_top1', 0):.1f}%" for p in metrics['phases'])}.
+{soup_text(metrics)}Phase test accuracies: {", ".join(f"{100 * p.get('test_top1', 0):.1f}%" for p in metrics['phases'])}.
 
 Load it (no network needed):
 
