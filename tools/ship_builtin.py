@@ -74,6 +74,8 @@ def soup(weights_by_run: dict[str, float]) -> dict[str, torch.Tensor]:
         for key, tensor in load_file(str(Path(run) / "model" / "model.safetensors")).items():
             average[key] = average.get(key, 0) + tensor.float() * (weight / total)
     return average
+
+
 FOLDER = "fashion-vit-tiny"
 
 
