@@ -109,7 +109,8 @@ def main(run_dirs: list[str]) -> None:
         staged = Path(tmp) / FOLDER
         shutil.copytree(run / "model", staged)
         weights = staged / "model.safetensors"
-        state = soup(SOUP) if SOUP and set(SOUP) <= set(run_dirs) else load_file(str(weights))
+        souped = SOUP if SOUP and set(SOUP) <= set(run_dirs) else {}  # one decision: the weights and the card
+        state = soup(souped) if souped else load_file(str(weights))
         save_file({k: v.to(torch.float16).contiguous() for k, v in state.items()}, str(weights), metadata={"format": "pt"})
         config = json.loads((staged / "config.json").read_text())
         config["dtype"] = "float32"
@@ -118,7 +119,7 @@ def main(run_dirs: list[str]) -> None:
         accuracy, n = evaluate(staged)
         print(f"shipped (float16-stored) weights: {accuracy:.4f} top-1 on {n} Fashion-MNIST test images "
               f"({time.perf_counter() - start:.0f}s)")
-        (staged / "README.md").write_text(model_card(metrics, info, accuracy, n, config))
+        (staged / "README.md").write_text(model_card(metrics, info, accuracy, n, config, souped))
         (staged / "pretraining_metrics.json").write_text(json.dumps({**metrics, "shipped_test_top1": accuracy}, indent=2) + "\n")
         if dest.exists():
             shutil.rmtree(dest)
@@ -147,15 +148,16 @@ def precision_text(phases: list[dict]) -> str:
     return ", ".join(spans)
 
 
-def soup_text(metrics: dict) -> str:
-    if not (SOUP and len(metrics["phases"]) == len(PHASES)):
+def soup_text(souped: dict[str, float]) -> str:
+    if not souped:
         return ""
-    parts = " + ".join(f"{w} x {next(what.split(':')[0] for what, _, d in PHASES if d == run)}" for run, w in SOUP.items())
-    return (f"The shipped weights are a weighted average of two phases' weights ({parts}), the ratio picked on "
-            "the held-out images (see `SOUP` in `tools/ship_builtin.py`); the test set was scored once.\n\n")
+    parts = " + ".join(f"{w} x {next(what.split(':')[0] for what, _, d in PHASES if d == run)}" for run, w in souped.items())
+    return (f"The shipped weights are a weighted average of {len(souped)} phases' weights ({parts}), the ratio picked "
+            "on the held-out images (see `SOUP` in `tools/ship_builtin.py`); the test set was scored once.\n\n")
 
 
-def model_card(metrics: dict, info: dict, accuracy: float, n: int, config: dict) -> str:
+def model_card(metrics: dict, info: dict, accuracy: float, n: int, config: dict,
+               souped: "dict[str, float] | None" = None) -> str:
     minutes = metrics.get("seconds", 0) / 60
     labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
     params = metrics.get("trainable_parameters", 0)
@@ -211,7 +213,7 @@ apt-get install dataset-fashion-mnist
 {reproduce}
 ```
 
-{soup_text(metrics)}Phase test accuracies: {", ".join(f"{100 * p.get('test_top1', 0):.1f}%" for p in metrics['phases'])}.
+{soup_text(souped or {})}Phase test accuracies: {", ".join(f"{100 * p.get('test_top1', 0):.1f}%" for p in metrics['phases'])}.
 
 Load it (no network needed):
 
