@@ -47,7 +47,7 @@ def resolve_precision(precision: str, cpu: bool = False) -> str:
 
         import torch
 
-        if cpu or not torch.cuda.is_available():
+        if cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available()):
             warnings.warn("train.precision=bf16 on a CPU without bf16 units (AVX512-BF16/AMX): bf16 is emulated "
                           "and runs many times slower than fp32; use train.precision=auto (fp32 here) unless you "
                           "need bf16 numerics", stacklevel=2)
