@@ -47,7 +47,7 @@ class QuickstartConfig:
     probe_pooling: str = "cls+mean"  # measured on digits at 32 px, 6 blocks: cls+mean 92.7%, mean 91.9%, cls 88.0%
     probe_blocks: int = 6  # features of the last N blocks concatenated: 6 blocks 92.7%, 5 92.3%, 4 91.8%, 3 91.2%
     shots: int = 10
-    precision: str = "auto"  # bf16 where the CPU/GPU has it natively (AMX CPU: 2 min 27 s in all), else fp32 (4 min 23 s)
+    precision: str = "auto"  # bf16 where the CPU/GPU has it natively (AMX CPU: 2 min 27 s in all), else fp32 (4 min 27 s)
     attention: str = "eager"  # faster than sdpa for these short (65-token) sequences on CPU (docs/training.md)
     seed: int = 0
     max_steps: int | None = None  # cap every fine-tune (the fast test uses a few steps)

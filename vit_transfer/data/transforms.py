@@ -1,9 +1,10 @@
 """Image transforms that follow the model's ``Preprocessing``, and batch-level MixUp/CutMix.
 
 Train: RandomResizedCrop (or a resize plus pad-and-crop translation, or a plain resize) to the
-model's size, horizontal flip, optional RandAugment. Eval: square sizes resize the short side to ``size / crop_pct`` and centre-crop
-(timm's protocol); non-square sizes resize straight to ``(h, w)``. Both end in a float tensor
-normalised with the model's mean and std. Every image is converted to RGB first.
+model's size, horizontal flip, optional RandAugment. Eval: square sizes resize the short side to
+``size / crop_pct`` and centre-crop (timm's protocol); non-square sizes resize straight to
+``(h, w)``. Both end in a float tensor normalised with the model's mean and std. Every image is
+converted to RGB first.
 """
 
 from __future__ import annotations
