@@ -11,7 +11,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 # name -> (folder under vit_transfer/assets, sha256 of its model.safetensors)
 BUILTIN_MODELS: dict[str, tuple[str, str]] = {
-    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "04fa2ec080525721e57e8c35f0714974a81c17b343e3f6e961f72b0fff679336"),
+    "vit-transfer/fashion-vit-tiny": ("fashion-vit-tiny", "ce5b8d073db51e3af8576710defcac7905f360673812d87bbfd1152e52379cec"),
 }
 ALIASES = {"builtin:fashion-vit-tiny": "vit-transfer/fashion-vit-tiny", "fashion-vit-tiny": "vit-transfer/fashion-vit-tiny"}
 
