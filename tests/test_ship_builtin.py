@@ -47,7 +47,7 @@ def test_card_names_nested_soups_and_reproduces_the_soup_step():
                "trainable_parameters": 5, "phases": phases}
     config = {"id2label": {"0": "a", "1": "b"}, "num_hidden_layers": 6, "hidden_size": 192,
               "num_attention_heads": 3, "intermediate_size": 768, "image_size": 28, "patch_size": 4}
-    card = tool.model_card(metrics, {}, 0.9012, 10000, config, tool.SOUP)
+    card = tool.model_card(metrics, 0.9012, 10000, config, tool.SOUP)
     lines = card.splitlines()
     soup_step = lines.index("python tools/ship_builtin.py soup runs/pretrain-fashion-mnist-soup45")
     assert "model.source=runs/pretrain-fashion-mnist-soup45/model" in lines[soup_step + 1]  # the phase it feeds

@@ -145,7 +145,6 @@ def main(run_dirs: list[str]) -> None:
     # Totals over all phases; each phase's own metrics (the last one's test_top1 is not the shipped one's) below.
     metrics = {key: sum(p.get(key, 0) for p in phases) for key in ("seconds", "steps", "images_seen")}
     metrics.update(trainable_parameters=phases[-1].get("trainable_parameters", 0), phases=phases)
-    info = json.loads((run / "run_info.json").read_text())
     dest = ROOT / "vit_transfer" / "assets" / FOLDER
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / FOLDER
@@ -158,7 +157,7 @@ def main(run_dirs: list[str]) -> None:
         accuracy, n = evaluate(staged)
         print(f"shipped (float16-stored) weights: {accuracy:.4f} top-1 on {n} Fashion-MNIST test images "
               f"({time.perf_counter() - start:.0f}s)")
-        (staged / "README.md").write_text(model_card(metrics, info, accuracy, n, config, souped))
+        (staged / "README.md").write_text(model_card(metrics, accuracy, n, config, souped))
         shipped = {"shipped_test_top1": accuracy, "shipped_test_examples": n, "soup": souped}
         (staged / "pretraining_metrics.json").write_text(json.dumps({**shipped, **metrics}, indent=2) + "\n")
         if dest.exists():
@@ -204,7 +203,7 @@ def soup_text(souped: dict[str, float]) -> str:
             "version.\n\n")
 
 
-def model_card(metrics: dict, info: dict, accuracy: float, n: int, config: dict,
+def model_card(metrics: dict, accuracy: float, n: int, config: dict,
                souped: "dict[str, float] | None" = None) -> str:
     minutes = metrics.get("seconds", 0) / 60
     labels = ", ".join(config["id2label"][str(i)] for i in range(len(config["id2label"])))
@@ -212,7 +211,7 @@ def model_card(metrics: dict, info: dict, accuracy: float, n: int, config: dict,
     run = PHASES[:len(metrics["phases"])]  # the phases this checkpoint went through, in order
     commands = []
     for what, overrides, _ in run:
-        commands += [f"python tools/ship_builtin.py soup {s}" for s in INTERMEDIATE_SOUPS if f"={s}/model " in overrides]
+        commands += [f"python tools/ship_builtin.py soup {s}" for s in INTERMEDIATE_SOUPS if f"model.source={s}/model" in overrides.split()]
         commands.append(f"vit-transfer train recipes/pretrain_fashion_mnist.yaml {overrides}".rstrip() + f"   # {what}")
     commands.append("python tools/ship_builtin.py " + " ".join(d for _, _, d in run))
     reproduce = "\n".join(commands)
