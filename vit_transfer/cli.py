@@ -20,6 +20,7 @@ COMMANDS = {
     "probe": "probe",
     "push": "push",
     "quickstart": "quickstart",
+    "recipes": "recipes",
 }
 
 

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         "L2 logistic regression with C chosen on validation, run few-shot ridge regression, and save the "
         "probe as the model's classifier. Works under `accelerate launch -m vit_transfer probe`.",
     )
-    p.add_argument("recipe", nargs="?", help="recipe YAML (model:, data:, probe:, output_dir, seed)")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (model:, data:, probe:, output_dir, seed) or a shipped name")
     p.add_argument("overrides", nargs="*", help="recipe overrides like probe.pooling=mean data.source=DIR")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     p.add_argument("--output-dir", help="where to write probe_results.json and model/ (overrides output_dir)")

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         "with key=value (e.g. optim.lr=0.003 train.max_steps=200). Multi-process: "
         "accelerate launch -m vit_transfer train RECIPE.yaml ...",
     )
-    p.add_argument("recipe", help="recipe YAML file (see recipes/)")
+    p.add_argument("recipe", help="recipe YAML file, or a shipped recipe's name (vit-transfer recipes list)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. optim.lr=0.01")
     p.add_argument("--print-recipe", action="store_true", help="print the resolved recipe and exit")
     p.set_defaults(func=run)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 import yaml
 
 from ..errors import ConfigError
+from ..recipes import resolve_recipe
 
 T = TypeVar("T")
 
@@ -24,9 +25,7 @@ def load_recipe(path: "str | Path | None", overrides: "list[str] | None", schema
     """Read ``path`` (YAML) into ``schema`` after applying ``overrides`` like ``optim.lr=0.01``."""
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe file not found: {path}")
+        path = resolve_recipe(path)  # a file, or the name of a shipped recipe
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
