@@ -35,3 +35,29 @@ def image_folder(tmp_path_factory):
     from vit_transfer.testing import write_image_folder
 
     return write_image_folder(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any name lookup or socket connection fails the test; offline mode is off, as on a user's first run.
+
+    Yields the list of attempted addresses (an attempt inside a library's ``except Exception`` is still seen).
+    """
+    import socket
+
+    from huggingface_hub import constants
+
+    attempts: list = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[1] if len(args) > 1 and isinstance(args[0], socket.socket) else args[:2])
+        raise OSError(f"test forbids network access: {attempts[-1]}")
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    yield attempts
+    assert not attempts, f"network access attempted: {attempts}"

@@ -9,7 +9,8 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from vit_transfer.adapters import LoraConfig, apply_lora, load_adapter, merge_lora, resolve_target_modules
+from vit_transfer.adapters import (LoraSettings, apply_lora, load_adapter, merge_lora, resolve_target_modules,
+                                   save_adapter)
 from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
 from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
@@ -65,7 +66,7 @@ def test_forward_through_the_wrapper_with_native_and_custom_heads(bases, ecosyst
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         before = model(x)
-    handle = apply_lora(model, LoraConfig(r=4))
+    handle = apply_lora(model, LoraSettings(r=4))
     with torch.no_grad():
         torch.testing.assert_close(model(x), before)  # lora_B starts at zero: same function
     assert handle.modules_to_save == model.head_module_names()
@@ -84,7 +85,7 @@ def test_forward_through_the_wrapper_with_native_and_custom_heads(bases, ecosyst
 def test_a_lora_run_changes_only_adapters_and_head(bases, ecosystem):
     model = load_vit(bases[ecosystem], num_labels=3)
     fresh = {k: v.clone() for k, v in load_vit(bases[ecosystem], num_labels=3).state_dict().items()}
-    handle = apply_lora(model, LoraConfig(r=4, alpha=8))
+    handle = apply_lora(model, LoraSettings(r=4, alpha=8))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == set(handle.trainable_names)
     assert all(".lora_A." in n or ".lora_B." in n or ".modules_to_save." in n for n in trainable)
@@ -158,9 +159,48 @@ def test_adapter_without_merge_leaves_no_model_folder(tmp_path, bases, images):
     assert not (out / "model").exists()
 
 
+def test_parameter_counts_are_peft_s(bases):
+    model = load_vit(bases["hf"], num_labels=4)
+    before = sum(p.numel() for p in model.parameters())
+    handle = apply_lora(model, LoraSettings(r=4))
+    hidden = model.model.config.hidden_size
+    # 2 blocks x (q, v) x (A: r x hidden + B: hidden x r), plus the head trained in full (a copy in modules_to_save)
+    assert handle.trainable_parameters == 4 * 2 * 4 * hidden + (hidden * 4 + 4)
+    assert (handle.trainable_parameters, handle.total_parameters) == handle.peft_model.get_nb_trainable_parameters()
+    assert handle.total_parameters == before + handle.trainable_parameters
+
+
+def test_lora_rank_is_checked_where_the_recipe_is_read():
+    with pytest.raises(ConfigError, match="lora.r must be a positive integer, got 0"):
+        load_train_recipe(None, ["method=lora", "lora.r=0"])
+
+
+def test_adapter_round_trip_on_the_builtin_model_is_offline_and_quiet(tmp_path, no_network):
+    """The embedded default's id looks like a Hub repo: peft must not look it up, and nothing may warn."""
+    import warnings
+
+    x = torch.randn(2, 3, 28, 28)  # the shipped ViT takes grey digits as 3 equal channels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # peft's "Unable to fetch remote file", transformers' FutureWarning
+        model = load_vit("vit-transfer/fashion-vit-tiny", num_labels=3)
+        apply_lora(model, LoraSettings(r=2))
+        for name, p in model.named_parameters():
+            if "lora_B" in name or ".modules_to_save." in name:
+                torch.nn.init.normal_(p, std=0.1)
+        with torch.no_grad():
+            expected = model.eval()(x)
+        save_adapter(model, tmp_path / "adapter")
+        base = load_vit("vit-transfer/fashion-vit-tiny", num_labels=3)
+        load_adapter(base, tmp_path / "adapter")
+        with torch.no_grad():
+            torch.testing.assert_close(base.eval()(x), expected)
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == (
+        "vit-transfer/fashion-vit-tiny")
+
+
 def test_merge_lora_makes_a_plain_model(bases):
     model = load_vit(bases["hf"], num_labels=3)
-    apply_lora(model, LoraConfig(r=2))
+    apply_lora(model, LoraSettings(r=2))
     for name, p in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)

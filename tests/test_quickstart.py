@@ -11,7 +11,9 @@ from vit_transfer.quickstart import RESULT_KEYS, QuickstartConfig, run_quickstar
 METHODS = ["linear probe", "10-shot linear probe", "LoRA (r=8) fine-tune", "full fine-tune", "full fine-tune, random init"]
 
 
-def test_short_quickstart_writes_table_and_models(tmp_path, capsys):
+# the embedded default must not reach for the network (its id looks like a Hub repo) nor let a library warn
+@pytest.mark.filterwarnings("error::FutureWarning", "error::UserWarning")
+def test_short_quickstart_writes_table_and_models(tmp_path, capsys, no_network):
     rows = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=2, progress=False))
     assert [r["method"] for r in rows] == METHODS
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -36,7 +36,7 @@ _LAZY = {
     "load_train_recipe": "vit_transfer.training",
     "train": "vit_transfer.training",
     "fit": "vit_transfer.training",
-    "LoraConfig": "vit_transfer.adapters.lora",
+    "LoraSettings": "vit_transfer.adapters.lora",
     "apply_lora": "vit_transfer.adapters.lora",
     "ProbeConfig": "vit_transfer.probe",
     "ProbeResult": "vit_transfer.probe",

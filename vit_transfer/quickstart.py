@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .adapters.lora import LoraConfig
+from .adapters.lora import LoraSettings
 from .config import ModelConfig
 from .data import AugmentConfig, DataConfig, load_image_datasets
 from .training.config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
@@ -69,7 +69,7 @@ def _recipe(cfg: QuickstartConfig, name: str, method: str, pretrained: bool, lr:
         # no crops (random-resized crops cost 1.2 points in 20 epochs) and no flips (digits are not symmetric)
         augment=AugmentConfig(crop="resize", hflip=False, label_smoothing=cfg.label_smoothing),
         method=method,
-        lora=LoraConfig(r=cfg.lora_r, alpha=2.0 * cfg.lora_r),
+        lora=LoraSettings(r=cfg.lora_r, alpha=2.0 * cfg.lora_r),
         optim=optim,
         schedule=ScheduleConfig(name="cosine", warmup_steps=min(cfg.warmup_steps, max(0, (max_steps or 10**9) - 1))),
         train=TrainConfig(max_steps=max_steps, epochs=None if max_steps else cfg.epochs, batch_size=cfg.batch_size,

@@ -1,6 +1,6 @@
 """Parameter-efficient adapters (LoRA via peft) over any ``TransferModel``."""
 
-from .lora import LoraConfig, LoraHandle, apply_lora, load_adapter, lora_handle, merge_lora, resolve_target_modules, save_adapter
+from .lora import LoraHandle, LoraSettings, apply_lora, load_adapter, lora_handle, merge_lora, resolve_target_modules, save_adapter
 
-__all__ = ["LoraConfig", "LoraHandle", "apply_lora", "load_adapter", "lora_handle", "merge_lora",
+__all__ = ["LoraHandle", "LoraSettings", "apply_lora", "load_adapter", "lora_handle", "merge_lora",
            "resolve_target_modules", "save_adapter"]

@@ -10,6 +10,8 @@ during training and reload random from the adapter (the most reported peft pitfa
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from ..errors import ConfigError
 
 
 @dataclass
-class LoraConfig:
-    """``lora:`` recipe section (used when ``method: lora``)."""
+class LoraSettings:
+    """``lora:`` recipe section (used when ``method: lora``); ``apply_lora`` turns it into peft's ``LoraConfig``."""
 
     r: int = 8
     alpha: float = 16.0
@@ -32,7 +34,7 @@ class LoraConfig:
 
 @dataclass
 class LoraHandle:
-    """What ``apply_lora`` made: the PeftModel (sharing weights with ``model.model``) and a parameter count."""
+    """What ``apply_lora`` made: the PeftModel (sharing weights with ``model.model``) and peft's parameter count."""
 
     peft_model: nn.Module
     target_modules: list[str]
@@ -79,26 +81,27 @@ def resolve_target_modules(model, targets: list[str] | None) -> list[str]:
     return chosen
 
 
-def apply_lora(model, cfg: LoraConfig) -> LoraHandle:
-    """Add LoRA adapters to ``model`` (a ``TransferModel``) in place; only adapters + head stay trainable."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
+@contextmanager
+def _peft_wrapping():
+    """peft reads transformers' deprecated ``is_gradient_checkpointing`` when it wraps a model: not ours to warn of."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
-    if cfg.r <= 0:
-        raise ConfigError(f"lora.r must be a positive integer, got {cfg.r}")
+
+def apply_lora(model, cfg: LoraSettings) -> LoraHandle:
+    """Add LoRA adapters to ``model`` (a ``TransferModel``) in place; only adapters + head stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
     targets = resolve_target_modules(model, cfg.target_modules)
     heads = model.head_module_names()
-    peft_cfg = PeftLoraConfig(
-        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias=cfg.bias,
-        target_modules=targets, modules_to_save=heads,
-    )
-    peft_model = get_peft_model(model.model, peft_cfg)
+    peft_cfg = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias=cfg.bias,
+                          target_modules=targets, modules_to_save=heads)
+    with _peft_wrapping():
+        peft_model = get_peft_model(model.model, peft_cfg)
     peft_model.peft_config["default"].base_model_name_or_path = model.source or None
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # count the base model once: the head's frozen original copy inside ModulesToSaveWrapper is not "the model"
-    total = sum(p.numel() for n, p in model.named_parameters() if ".original_module." not in n)
-    handle = LoraHandle(peft_model, targets, heads, trainable_count, total, trainable)
+    handle = LoraHandle(peft_model, targets, heads, *peft_model.get_nb_trainable_parameters(), trainable)
     object.__setattr__(model, "_lora", handle)  # not a submodule: the weights are already registered once
     return handle
 
@@ -113,7 +116,8 @@ def save_adapter(model, output_dir: "str | Path") -> Path:
     if handle is None:
         raise ValueError("the model has no LoRA adapter (apply_lora was not called)")
     output_dir = Path(output_dir)
-    handle.peft_model.save_pretrained(str(output_dir))
+    # a ViT has no vocabulary to resize: "auto" would ask the Hub for the base model's config.json
+    handle.peft_model.save_pretrained(str(output_dir), save_embedding_layers=False)
     # what a reader needs to rebuild the base at the same size and label set before loading the adapter
     info = {
         "base_model": model.source, "ecosystem": model.ecosystem, "image_size": list(model.image_size),
@@ -139,11 +143,10 @@ def load_adapter(model, adapter_dir: "str | Path", is_trainable: bool = False) -
     """Put a saved adapter (and its head) on ``model``, a ``TransferModel`` already at the run's size and labels."""
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(model.model, str(adapter_dir), is_trainable=is_trainable)
+    with _peft_wrapping():
+        peft_model = PeftModel.from_pretrained(model.model, str(adapter_dir), is_trainable=is_trainable)
     cfg = peft_model.peft_config["default"]
     targets = sorted(cfg.target_modules) if not isinstance(cfg.target_modules, str) else [cfg.target_modules]
-    total = sum(p.numel() for n, p in model.named_parameters() if ".original_module." not in n)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    handle = LoraHandle(peft_model, targets, list(cfg.modules_to_save or []), trainable, total)
+    handle = LoraHandle(peft_model, targets, list(cfg.modules_to_save or []), *peft_model.get_nb_trainable_parameters())
     object.__setattr__(model, "_lora", handle)
     return handle

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..adapters.lora import LoraConfig
+from ..adapters.lora import LoraSettings
 from ..config import ModelConfig, load_recipe
 from ..data import AugmentConfig, DataConfig
 from ..errors import ConfigError
@@ -22,7 +22,7 @@ class TrainRecipe:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     method: Literal["full", "head", "lora"] = "full"  # head: backbone frozen; lora: adapters + head
-    lora: LoraConfig = field(default_factory=LoraConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

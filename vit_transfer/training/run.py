@@ -54,9 +54,9 @@ def prepare_method(model, method: str, lora_cfg=None) -> LoraHandle | None:
             p.requires_grad_(True)
         return None
     if method == "lora":
-        from ..adapters.lora import LoraConfig
+        from ..adapters.lora import LoraSettings
 
-        return apply_lora(model, lora_cfg or LoraConfig())
+        return apply_lora(model, lora_cfg or LoraSettings())
     raise ConfigError(f"method must be full, head or lora, got {method!r}")
 
 
