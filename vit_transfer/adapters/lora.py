@@ -95,10 +95,9 @@ def apply_lora(model, cfg: LoraSettings) -> LoraHandle:
 
     targets = resolve_target_modules(model, cfg.target_modules)
     heads = model.head_module_names()
-    peft_cfg = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, bias=cfg.bias,
-                          target_modules=targets, modules_to_save=heads)
     with _peft_wrapping():
-        peft_model = get_peft_model(model.model, peft_cfg)
+        peft_model = get_peft_model(model.model, LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                    bias=cfg.bias, target_modules=targets, modules_to_save=heads))
     peft_model.peft_config["default"].base_model_name_or_path = model.source or None
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     handle = LoraHandle(peft_model, targets, heads, *peft_model.get_nb_trainable_parameters(), trainable)
@@ -133,9 +132,7 @@ def merge_lora(model) -> None:
     handle = lora_handle(model)
     if handle is None:
         raise ValueError("the model has no LoRA adapter (apply_lora was not called)")
-    merged = handle.peft_model.merge_and_unload()
-    if merged is not model.model:  # peft mutates the native module in place and returns it
-        model.model = merged
+    model.model = handle.peft_model.merge_and_unload()  # the native module, unwrapped in place
     object.__delattr__(model, "_lora")
 
 
