@@ -122,7 +122,8 @@ def run_trainer(args, stamps):
         targs = TrainingArguments(
             output_dir=out, max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
             lr_scheduler_type="constant", max_grad_norm=1.0, optim="adamw_torch", weight_decay=0.0,
-            bf16=args.precision == "bf16", fp16=args.precision == "fp16", use_cpu=args.cpu,
+            # use_cpu whenever this runs on the CPU: the Trainer refuses bf16 there otherwise
+            bf16=args.precision == "bf16", fp16=args.precision == "fp16", use_cpu=device_of(args) == "cpu",
             report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, seed=0,
         )
@@ -191,7 +192,7 @@ def measure(name: str, args) -> dict:
     return result
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hidden", type=int, default=192)
     p.add_argument("--depth", type=int, default=4)
@@ -208,6 +209,21 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs per contender (round-robin); the best is kept")
     p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is present")
     p.add_argument("--output", type=Path, default=RESULTS)
+    return p
+
+
+def command_line(args) -> str:
+    """The command that reproduces a run, written the way ``build_parser`` reads it."""
+    flags = []
+    for key, value in sorted(vars(args).items()):
+        flag = "--" + key.replace("_", "-")
+        if key != "output" and value is not False:
+            flags.append(flag if value is True else f"{flag} {value}")
+    return "python benchmarks/bench_training.py " + " ".join(flags)
+
+
+def main() -> None:
+    p = build_parser()
     args = p.parse_args()
     if args.steps <= args.warmup + 1:
         p.error("--steps must exceed --warmup + 1")
@@ -236,7 +252,7 @@ def write_report(rows: list[dict], args) -> None:
     lines = [
         "# Training loop throughput",
         "",
-        "`python benchmarks/bench_training.py " + " ".join(f"{k}={v}" for k, v in sorted(vars(args).items()) if k != "output") + "`",
+        f"`{command_line(args)}`",
         "",
         f"Model: transformers ViT, width {args.hidden}, depth {args.depth}, {args.heads} heads, "
         f"{args.image_size}px / patch {args.patch} ({(args.image_size // args.patch) ** 2} patches), {args.labels} labels. "
