@@ -10,7 +10,6 @@ converted to RGB first.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable
 
 import torch
@@ -18,6 +17,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
+from ..errors import ConfigError
 from .config import AugmentConfig
 from .images import to_rgb
 
@@ -33,11 +33,10 @@ INTERPOLATIONS = {
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
-    mode = INTERPOLATIONS.get(str(name).lower())
-    if mode is None:
-        warnings.warn(f"unknown image interpolation {name!r}; using bicubic (known: {', '.join(INTERPOLATIONS)})")
-        return InterpolationMode.BICUBIC
-    return mode
+    if str(name).lower() not in INTERPOLATIONS:
+        known = ", ".join(INTERPOLATIONS)
+        raise ConfigError(f"unknown image interpolation {name!r} (model.preprocessing.interpolation); use one of {known}")
+    return INTERPOLATIONS[str(name).lower()]
 
 
 class ImageTransform:
@@ -71,8 +70,6 @@ def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" 
         elif augment.crop == "resize":
             steps.append(v2.Resize(size, interpolation=interpolation, antialias=True))
         else:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"augment.crop must be 'random_resized_crop', 'random_crop' or 'resize', got {augment.crop!r}"
             )
@@ -122,8 +119,6 @@ def mixup_cutmix(batch: dict, num_labels: int, augment: "AugmentConfig | None") 
 
 def _padding(padding) -> int:
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        from ..errors import ConfigError
-
         raise ConfigError(f"augment.crop_padding must be a whole number of pixels >= 0, got {padding!r}")
     return padding
 
