@@ -13,7 +13,6 @@ crash mid-save could leave one checkpoint fewer and a half-written newest one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
+from ..models.builtin import sha256_file
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_DIR = re.compile(r"^step_(\d{8})$")
@@ -49,17 +49,9 @@ def checkpoint_step(path: "str | Path") -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """Record every file's size and sha256; written last, it marks the checkpoint complete."""
-    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
 
@@ -75,7 +67,7 @@ def verify_checkpoint(folder: Path) -> None:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"checkpoint file {path} is missing")
-        if path.stat().st_size != expect["bytes"] or _sha256(path) != expect["sha256"]:
+        if path.stat().st_size != expect["bytes"] or sha256_file(path) != expect["sha256"]:
             raise CheckpointError(f"checkpoint file {path} is damaged: its size or sha256 differs from {MANIFEST}")
 
 
