@@ -118,7 +118,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     check_recipe(recipe)
     out = Path(recipe.output.dir)
     t = recipe.train
-    acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out)
+    acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out, t.grad_accum_steps)
     micro = micro_batch_size(t.batch_size, acc.num_processes, t.grad_accum_steps)
     if resolve_resume(t.resume_from_checkpoint, out) is None:
         stale_checkpoints(out, recipe.output.overwrite)  # refuse before recipe.yaml of the earlier run is replaced
@@ -157,9 +157,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     result: FitResult = fit(
         model, train_loader, eval_loader, test_loader=test_loader,
         optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
-        label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform,
-        num_labels=data.num_labels, accelerator=acc, tracker_config=to_dict(recipe), hooks=hooks,
-        overwrite=recipe.output.overwrite,
+        label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform, accelerator=acc,
+        tracker_config=to_dict(recipe), hooks=hooks, overwrite=recipe.output.overwrite,
     )
     model = result.model
     metrics = dict(result.metrics)
