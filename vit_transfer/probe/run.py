@@ -211,7 +211,7 @@ def _save_probe(model, datasets, probe, config, pooling, transform, report, outp
         if gap > HEAD_TOLERANCE:
             result.notes.append(
                 f"the saved classifier's logits differ from the probe's by {gap:.2g} (relative): this backbone's "
-                "classification path is not the feature path (e.g. a timm fc_norm); prefer linear_head.safetensors"
+                "classification path is not the feature path (e.g. timm attention pooling); prefer linear_head.safetensors"
             )
     model.save(output_dir / "model")
     result.model_dir = str(output_dir / "model")

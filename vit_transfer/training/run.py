@@ -11,7 +11,6 @@ the previous complete files (and its checkpoints) behind, never half-written one
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from ..adapters.lora import LoraHandle, apply_lora, merge_lora, save_adapter
 from ..config import to_dict
 from ..errors import ConfigError
+from ..models import load_vit_from_config
 from .accelerator import make_accelerator
 from .checkpoints import resolve_resume, stale_checkpoints
 from .loop import FitResult, Hook, fit
@@ -71,20 +71,6 @@ def micro_batch_size(batch_size: int, num_processes: int, grad_accum_steps: int)
     return batch_size // per
 
 
-def load_model(cfg, num_labels: int, id2label: dict, seed: int):
-    """``load_vit_from_config``, keeping the checkpoint's own size for ``run_info.json``."""
-    from ..models import load_vit_from_config
-
-    native = dataclasses.replace(cfg, image_size=None, patch_size=None, pretrained=True)
-    model = load_vit_from_config(native, num_labels=num_labels, id2label=id2label, seed=seed)
-    original = model.image_size
-    if cfg.image_size is not None or cfg.patch_size is not None:
-        model.resize(cfg.image_size or model.image_size, cfg.patch_size, cfg.interpolation)
-    if not cfg.pretrained:
-        model.reinitialize(seed)
-    return model, original
-
-
 def run_info(recipe: TrainRecipe, model, original_size, command: str | None) -> dict:
     return {
         "base_model": model.source,
@@ -128,7 +114,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
 
     with acc.main_process_first():  # downloads and caches happen once
         data = load_image_datasets(recipe.data)
-    model, original_size = load_model(recipe.model, data.num_labels, data.id2label, t.seed)
+    model = load_vit_from_config(recipe.model, data.num_labels, data.id2label, t.seed)
+    original_size = model.original_image_size
     lora = prepare_method(model, recipe.method, recipe.lora)
     if lora is not None:
         acc.print(lora.summary())
