@@ -18,6 +18,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
 from ..errors import ConfigError
+from ..models.base import to_pair
 from .config import AugmentConfig
 from .images import to_rgb
 
@@ -55,7 +56,7 @@ class ImageTransform:
 
 def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" = None) -> ImageTransform:
     """The train or eval transform for a model's ``Preprocessing`` (at its current image size)."""
-    size = _pair(preprocessing.image_size)
+    size = to_pair(preprocessing.image_size)
     interpolation = interpolation_mode(preprocessing.interpolation)
     steps: list = []
     if train:
@@ -122,8 +123,3 @@ def _padding(padding) -> int:
         raise ConfigError(f"augment.crop_padding must be a whole number of pixels >= 0, got {padding!r}")
     return padding
 
-
-def _pair(size) -> tuple[int, int]:
-    if isinstance(size, (tuple, list)):
-        return int(size[0]), int(size[1])
-    return int(size), int(size)
