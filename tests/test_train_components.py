@@ -22,7 +22,7 @@ from vit_transfer.training import (
     prepare_eval_loader,
 )
 from vit_transfer.metrics import topk_correct
-from vit_transfer.training.data_order import EpochShuffle
+from vit_transfer.data.loader import EpochShuffle
 from vit_transfer.training.optim import layer_id, param_groups
 
 

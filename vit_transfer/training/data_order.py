@@ -13,7 +13,6 @@ from __future__ import annotations
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from ..data.loader import EpochShuffle, SeededBatches, seeded_loader
-from ..data.loader import preserved_rng  # noqa: F401 (evaluation imports it from here)
 from ..errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import topk_correct
-from .data_order import preserved_rng
+from ..data.loader import preserved_rng
 
 
 def prepare_eval_loader(accelerator, loader):

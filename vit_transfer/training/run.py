@@ -131,7 +131,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         )
     workers = recipe.data.num_workers
     train_loader = make_dataloader(data.train, build_transform(model.preprocessing, True, recipe.augment), micro,
-                                   shuffle=True, seed=t.seed, num_workers=workers, drop_last=True)
+                                   shuffle=True, seed=t.seed, num_workers=workers, drop_last=True,
+                                   balance=recipe.data.balance)
     eval_tf = build_transform(model.preprocessing, False)
     eval_bs = recipe.eval.batch_size or micro
     eval_loader, test_loader = (
