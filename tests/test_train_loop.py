@@ -306,3 +306,23 @@ def test_accumulated_micro_batches_give_the_weights_of_one_big_batch(tmp_path, i
         torch.testing.assert_close(weights[1][name], value, atol=2e-6, rtol=1e-5, msg=name)
         moved = max(moved, (value - start[name]).abs().max().item())
     assert moved > 1e-3
+
+
+def test_data_balance_reaches_the_training_sampler(tmp_path, images, hf_vit_dir, monkeypatch):
+    import vit_transfer.data as data_api
+
+    samplers = []
+    real = data_api.make_dataloader
+
+    def recording(*args, **kwargs):
+        loader = real(*args, **kwargs)
+        samplers.append(loader.sampler)
+        return loader
+
+    monkeypatch.setattr(data_api, "make_dataloader", recording)
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "run", data={"balance": True},
+                        train={"max_steps": 2})
+    train(load_train_recipe(path))
+    weights = samplers[0].weights  # the train loader: inverse class frequency, here 3 equal classes
+    assert weights is not None and torch.allclose(weights, weights[0].expand_as(weights))
+    assert all(s.weights is None for s in samplers[1:])  # eval and test keep their order
