@@ -152,13 +152,25 @@ def test_hub_parquet_folder_uses_classlabel_names_and_configured_columns(dataset
         load_image_datasets(DataConfig(source=str(folder), format="hub"))
 
 
-def test_hub_imagefolder_and_save_to_disk(datasets_cache):
-    import datasets
-
+def test_hub_format_on_an_image_folder_uses_the_one_folder_reader(datasets_cache):
+    """datasets' imagefolder builder would drop the labels of nested class folders and write a cache."""
     root = write_image_folder(datasets_cache / "imgs", num_classes=2, per_class=4)
+    (root / "train" / "class_1" / "more").mkdir()
+    Image.new("RGB", (32, 32), (0, 200, 0)).save(root / "train" / "class_1" / "more" / "deep.png")
+    (root / "train" / "class_0" / "bad.png").write_bytes(b"not a png")
     ds = load_image_datasets(DataConfig(source=str(root), format="hub", eval_split="none"))
-    assert ds.format == "hub" and ds.id2label == {0: "class_0", 1: "class_1"}
-    assert len(ds.train) == 8 and len(ds.test) == 4
+    auto = load_image_datasets(DataConfig(source=str(root), eval_split="none"))
+    assert ds.format == auto.format == "imagefolder" and ds.id2label == {0: "class_0", 1: "class_1"}
+    assert ds.train.refs == auto.train.refs and counts(ds.train) == [5, 5] and len(ds.test) == 4
+    bad = ds.train.refs.index(str(root / "train" / "class_0" / "bad.png"))
+    image, label, reason = ds.train.try_load(bad)
+    assert image is None and label == 0 and "UnidentifiedImageError" in reason
+    assert ds.train.describe(bad).endswith("bad.png")
+    assert not (datasets_cache / "hf_cache").exists()  # nothing went through datasets' builder
+
+
+def test_hub_save_to_disk(datasets_cache):
+    import datasets
 
     datasets.DatasetDict({"train": cifar_like_dataset(), "validation": cifar_like_dataset().select([0, 1])}).save_to_disk(
         str(datasets_cache / "saved")
@@ -173,6 +185,26 @@ def test_hub_id_offline_raises_data_error_naming_it():
 
 
 # --- built-ins ---------------------------------------------------------------------------------
+
+
+def test_digits_split_is_the_fixed_one_the_shipped_numbers_use():
+    """sklearn's train_test_split(test_size=0.5, stratify, random_state=0): which digit lands where is pinned."""
+    import hashlib
+
+    train = load_image_datasets(DataConfig(source="sklearn:digits", eval_split="none")).train
+    assert hashlib.sha256(train.images.tobytes()).hexdigest()[:16] == "aa7587ae5fe978d0"
+    assert train.labels[:10].tolist() == [3, 5, 7, 8, 9, 3, 4, 5, 6, 8]
+
+
+def test_probe_holdout_is_the_data_stratified_split():
+    import torch
+
+    from vit_transfer.probe.run import stratified_holdout
+
+    labels = np.repeat(np.arange(4), [3, 7, 20, 50])
+    keep, held = stratified_holdout(torch.from_numpy(labels), 0.2, seed=5)
+    expected = stratified_split(labels, 0.2, seed=5)
+    assert keep.tolist() == expected[0].tolist() and held.tolist() == expected[1].tolist()
 
 
 def test_digits_split_is_stratified_fixed_and_scaled():
@@ -268,3 +300,14 @@ def test_fingerprint_tracks_content_and_config(tmp_path):
     assert load_image_datasets(cfg).fingerprint("test") != before.fingerprint("test")
     with pytest.raises(DataError, match="unknown split 'validation'"):
         before.fingerprint("validation")
+
+
+def test_recipe_key_data_balance_is_a_checked_boolean():
+    from vit_transfer.config import load_recipe
+    from vit_transfer.errors import ConfigError
+    from vit_transfer.training import TrainRecipe
+
+    assert load_recipe(None, [], TrainRecipe).data.balance is False
+    assert load_recipe(None, ["data.balance=true"], TrainRecipe).data.balance is True
+    with pytest.raises(ConfigError, match="data.balance"):
+        load_recipe(None, ["data.balance=sometimes"], TrainRecipe)

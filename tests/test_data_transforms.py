@@ -167,3 +167,9 @@ def test_sixteen_bit_png_and_cmyk_jpeg_files_decode_to_rgb(tmp_path):
     assert to_rgb(decode_image(tmp_path / "deep.png")).getpixel((0, 0)) == (100, 100, 100)
     r, g, b = to_rgb(decode_image(tmp_path / "print.jpg")).getpixel((0, 0))
     assert r > 240 and g < 15 and b > 240  # magenta
+
+
+def test_a_misspelt_interpolation_is_an_error_naming_it():
+    pre = Preprocessing(image_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubc")
+    with pytest.raises(ConfigError, match=r"'bicubc'.*bicubic, lanczos"):
+        build_transform(pre, train=False)

@@ -96,6 +96,23 @@ def test_timm_resize_equals_timm_resampler(timm_vit_dir):
     torch.testing.assert_close(model.pos_embed.detach(), expected, rtol=0, atol=1e-6)
 
 
+def test_timm_resize_keeps_the_chosen_interpolation(timm_vit_dir, tmp_path):
+    """timm's set_input_size updates the geometry (and PI-resizes the kernel); the table is ours, not timm's default."""
+    model = load_vit(timm_vit_dir).eval()
+    table = model.pos_embed.detach().clone()
+    model.resize((48, 80), patch_size=16, interpolation="big_vision")
+    grid = table[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(3, 5), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(model.pos_embed[:, 1:].detach(), expected.flatten(2).transpose(1, 2), rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.pos_embed[:, :1].detach(), table[:, :1], rtol=0, atol=0)
+    assert model.patch_kernel.weight.shape[-2:] == (16, 16) and model.grid_size == (3, 5)
+    x = images(48, 80)
+    logits = model(x)
+    model.save(tmp_path)
+    reloaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
+    torch.testing.assert_close(reloaded(x), logits, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("model_args", [{}, {"reg_tokens": 4, "no_embed_class": True}, {"class_token": False, "global_pool": "avg"}])
 def test_timm_resize_save_stock_reload_non_square(tmp_path, model_args):
     save_tiny_timm_vit(tmp_path / "src", **model_args)
@@ -315,3 +332,105 @@ def test_attention_kernel_choice_keeps_the_numbers(ecosystem, hf_vit_dir, timm_v
     assert "eager" not in (tmp_path / "config.json").read_text()
     with pytest.raises(ValueError, match="sdpa, eager"):
         plain.set_attention("flash")
+
+
+# --- from-scratch control (reinitialize) ------------------------------------------------------
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_reinitialized_mlp_head_trains_the_backbone(ecosystem, hf_vit_dir, timm_vit_dir):
+    from dataclasses import replace
+
+    """Only the head's last layer starts at zero: its first matrix is random, so after one step gradients reach
+    the first matrix and the backbone (with both matrices at zero only the output bias ever learns)."""
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+
+    src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
+    cfg = ModelConfig(source=str(src), head="mlp", head_hidden_dim=16, pretrained=False)
+    model = load_vit_from_config(cfg, num_labels=3, seed=1).train()  # the fixture itself was built at seed 0
+    first_kernel = model.patch_kernel.weight.detach().clone()
+    first, _, _, last = model.model.get_submodule(model.head_module_names()[0])
+    assert first.weight.std() > 0.01 and torch.count_nonzero(last.weight) == 0
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(2):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images(32, 32)), torch.tensor([0, 1])).backward()
+        optimizer.step()
+    assert first.weight.grad.abs().sum() > 0 and model.patch_kernel.weight.grad.abs().sum() > 0
+    again, other = (load_vit_from_config(replace(cfg, **kw), num_labels=3, seed=1) for kw in ({}, {"pretrained": True}))
+    assert torch.equal(again.patch_kernel.weight, first_kernel)  # the control is reproducible from its seed
+    assert not torch.equal(other.patch_kernel.weight, first_kernel)
+
+
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_reinitialize_with_a_wider_head(ecosystem, hf_vit_dir, timm_vit_dir):
+    """cls+mean doubles the head's input width; the random control keeps that head and its labels."""
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+
+    src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
+    pretrained = load_vit(src, id2label={0: "a", 1: "b"}, pooling="cls+mean")
+    model = load_vit_from_config(ModelConfig(source=str(src), pooling="cls+mean", pretrained=False),
+                                 id2label={0: "a", 1: "b"}).eval()
+    assert model.head_spec == pretrained.head_spec and model.id2label == {0: "a", 1: "b"}
+    assert not torch.equal(model.pos_embed, pretrained.pos_embed)
+    x = images(32, 32)
+    with torch.no_grad():
+        features = model.forward_features(x, "cls+mean")
+        head = model.model.get_submodule(model.head_module_names()[0])
+        head.weight.normal_()
+        torch.testing.assert_close(model(x), head(features), rtol=0, atol=1e-5)
+
+
+# --- timm fc_norm -----------------------------------------------------------------------------
+@pytest.mark.parametrize("pooling", ["cls", "mean", "cls+mean"])
+def test_timm_fc_norm_features_are_the_head_input(tmp_path, pooling):
+    """A timm model built with fc_norm (its final norm after pooling): probe features = what the head reads."""
+    save_tiny_timm_vit(tmp_path, fc_norm=True, global_pool="avg")
+    model = load_vit(tmp_path, num_labels=3, pooling=pooling).eval()
+    assert not isinstance(model.model.fc_norm, torch.nn.Identity)
+    x = images(32, 32)
+    with torch.no_grad():
+        model.model.fc_norm.weight.uniform_(0.5, 2.0)
+        model.model.fc_norm.bias.normal_()
+        model.model.head.weight.normal_()
+        features = model.forward_features(x, pooling)
+        torch.testing.assert_close(model(x), model.model.head(features), rtol=0, atol=1e-5)
+        if pooling == "cls+mean":  # each half is normed as the one-part pooling would be
+            parts = [model.forward_features(x, p) for p in ("cls", "mean")]
+            torch.testing.assert_close(features, torch.cat(parts, -1), rtol=0, atol=0)
+        else:  # timm's own path: forward_head(pre_logits=True) with that pooling
+            model.model.global_pool = {"cls": "token", "mean": "avg"}[pooling]
+            expected = model.model.forward_head(model.model.forward_features(x), pre_logits=True)
+            torch.testing.assert_close(features, expected, rtol=0, atol=1e-6)
+
+
+# --- one builder for recipes ------------------------------------------------------------------
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_recipe_builds_the_load_vit_model_and_records_the_original_size(ecosystem, hf_vit_dir, timm_vit_dir):
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+
+    src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
+    labels = {0: "a", 1: "b"}
+    kwargs = dict(image_size=48, patch_size=16, interpolation="big_vision", head="mlp", head_hidden_dim=8,
+                  pooling="mean", head_init="trunc_normal")
+    torch.manual_seed(0)
+    direct = load_vit(src, id2label=labels, **kwargs).eval()
+    torch.manual_seed(0)
+    built = load_vit_from_config(ModelConfig(source=str(src), **kwargs), id2label=labels).eval()
+    assert built.image_size == (48, 48) and built.original_image_size == (32, 32) == direct.original_image_size
+    x = images(48, 48)
+    with torch.no_grad():
+        assert built(x).abs().sum() > 0
+        torch.testing.assert_close(built(x), direct(x), rtol=0, atol=0)
+
+
+def test_scratch_recipe_takes_patch_size_and_head_options():
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+    from vit_transfer.models.scratch import ArchitectureConfig
+
+    arch = ArchitectureConfig(image_size=16, patch_size=4, hidden_size=16, depth=1, num_heads=2, mlp_dim=32)
+    model = load_vit_from_config(ModelConfig(source="scratch", scratch=arch, patch_size=8, head="mlp"), num_labels=3)
+    assert model.patch_size == (8, 8) and model.grid_size == (2, 2) and model.original_image_size == (16, 16)
+    assert model.head_spec.kind == "mlp" and model(images(16, 16)).shape == (2, 3)

@@ -183,6 +183,16 @@ def test_extract_features_matches_forward_features_in_order(tiny_model):
     assert torch.allclose(feats.features, expected, atol=1e-5)
 
 
+def test_a_transform_bug_raises_naming_the_item_instead_of_skipping_it(tiny_model):
+    from vit_transfer.errors import DataError
+
+    def broken_transform(image):
+        raise ValueError("a bug in my transform")
+
+    with pytest.raises(DataError, match="transform failed on item 0.*a bug in my transform"):
+        extract_features(tiny_model, image_list(3), broken_transform, batch_size=4, progress=False)
+
+
 def test_extract_last_n_blocks_concatenates(tiny_model):
     feats = extract_features(tiny_model, image_list(5), to_tensor, pooling="cls", last_n=2, progress=False)
     one = extract_features(tiny_model, image_list(5), to_tensor, pooling="cls", last_n=1, progress=False)

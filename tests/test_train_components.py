@@ -1,4 +1,4 @@
-"""The loop's parts with exact numbers: schedule, parameter groups, loss, metric, EMA, evaluation."""
+"""The loop's parts with exact numbers: schedule, parameter groups, top-k, EMA, evaluation, recipe checks."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from vit_transfer.training import (
     EvalConfig,
     OptimConfig,
     ScheduleConfig,
-    WeightEma,
+    TrainConfig,
     build_optimizer,
     build_scheduler,
-    classification_loss,
     evaluate_model,
-    load_topk_accuracy,
+    fit,
+    prepare_eval_loader,
 )
-from vit_transfer.training.data_order import EpochShuffle
+from vit_transfer.metrics import topk_correct
+from vit_transfer.data.loader import EpochShuffle
 from vit_transfer.training.optim import layer_id, param_groups
 
 
@@ -110,47 +111,44 @@ def test_head_method_optimises_only_the_head(hf_vit_dir):
         build_optimizer(model, OptimConfig())
 
 
-def test_loss_soft_and_hard_labels_agree():
+def test_topk_correct_counts_on_the_device_and_caps_k_at_the_classes():
+    scores = torch.tensor([[9., 8, 7, 6, 5, 4], [4, 5, 6, 7, 9, 8], [8, 9, 7, 6, 5, 4], [5, 9, 8, 6, 7, 4]])
+    truth = torch.tensor([0, 0, 0, 5])  # top-1: row 1; top-5: rows 1 and 3 (the truth ranks 2nd); row 2 and 4: 6th
+    assert topk_correct(scores, truth).tolist() == [1, 2]
+    assert topk_correct(scores[:, :3], torch.tensor([0, 0, 0, 2]), (1, 5)).tolist() == [1, 4]  # 3 classes: top-5 = all
+
+
+def _colour_loader(model, n=24, batch=8):
+    from PIL import Image
+
+    from vit_transfer.data import build_transform, make_dataloader
+
+    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(n)]
+    return make_dataloader(items, build_transform(model.preprocessing, False), batch, shuffle=True)
+
+
+def test_ema_of_a_short_run_follows_the_trained_weights(hf_vit_dir):
+    """ema_decay 0.9999 over 30 steps: without warmup the average would still be ~99.7% the start."""
     torch.manual_seed(0)
-    logits = torch.randn(6, 4)
-    labels = torch.tensor([0, 1, 2, 3, 0, 1])
-    onehot = F.one_hot(labels, 4).float()
-    torch.testing.assert_close(classification_loss(logits, onehot), F.cross_entropy(logits, labels))
-    torch.testing.assert_close(classification_loss(logits, onehot, 0.1),
-                               F.cross_entropy(logits, labels, label_smoothing=0.1))
-    torch.testing.assert_close(classification_loss(logits, labels, 0.1),
-                               F.cross_entropy(logits, labels, label_smoothing=0.1))
-    mixed = 0.7 * onehot + 0.3 * onehot.roll(1, 0)
-    expected = 0.7 * F.cross_entropy(logits, labels) + 0.3 * F.cross_entropy(logits, labels.roll(1, 0))
-    torch.testing.assert_close(classification_loss(logits, mixed), expected)
+    runs = {}
+    for decay in (None, 0.9999):
+        model = load_vit(hf_vit_dir, num_labels=3)
+        start = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        fit(model, _colour_loader(model), optim=OptimConfig(name="adamw", lr=0.01),
+            train=TrainConfig(max_steps=30, log_every=10, ema_decay=decay))
+        runs[decay] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    trained, averaged = runs[None], runs[0.9999]
+    moved = (trained - start).norm()
+    assert moved > 0.1
+    assert (averaged - trained).norm() < 0.25 * moved  # near where training went, not where it started
+    assert (averaged - start).norm() > 0.5 * moved
 
 
-def test_topk_metric_module_loads_offline_and_counts():
-    metric = load_topk_accuracy()
-    ranked = [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 0, 1], [1, 2, 3, 4, 5, 0], [2, 0, 1, 3, 4, 5]]
-    truth = [0, 0, 0, 5]  # top-1: row 1; top-5: rows 1 and 2 (the truth is 5th); rows 3, 4 rank it 6th
-    metric.add_batch(predictions=ranked, references=truth)
-    assert metric.compute(k=(1, 5)) == {"top1": 0.25, "top5": 0.5}
-
-
-def test_ema_tracks_the_average_and_swaps_back():
-    model = torch.nn.Linear(2, 1)
-    frozen = torch.nn.Parameter(torch.ones(1), requires_grad=False)
-    model.register_parameter("frozen", frozen)
-    ema = WeightEma(model, 0.5)
-    assert set(ema.shadow) == {"weight", "bias"}  # frozen weights are not tracked
-    start = model.weight.detach().clone()
-    with torch.no_grad():
-        model.weight.add_(2.0)
-    ema.update()
-    torch.testing.assert_close(ema.shadow["weight"], start + 1.0)
-    with ema.swapped_in():
-        torch.testing.assert_close(model.weight.detach(), start + 1.0)
-    torch.testing.assert_close(model.weight.detach(), start + 2.0)
-    state = ema.state_dict()
-    other = WeightEma(model, 0.9)
-    other.load_state_dict(state)
-    assert other.decay == 0.5 and torch.equal(other.shadow["weight"], ema.shadow["weight"])
+@pytest.mark.parametrize("key, value", [("max_steps", 0), ("grad_accum_steps", 0), ("ema_decay", 1.0),
+                                        ("log_every", 0)])
+def test_train_values_are_checked_where_the_recipe_is_read(key, value):
+    with pytest.raises(ConfigError, match=f"train.{key}"):
+        TrainConfig(**{key: value})
 
 
 def test_epoch_shuffle_is_a_function_of_seed_and_epoch():
@@ -178,8 +176,8 @@ def test_evaluate_model_matches_a_direct_computation(hf_vit_dir):
     from vit_transfer.training.accelerator import make_accelerator
 
     acc: Accelerator = make_accelerator(cpu=True)
-    model, loader = acc.prepare(model, loader)
-    scores = evaluate_model(model, loader, acc, num_labels=3)
+    model, loader = acc.prepare(model), prepare_eval_loader(acc, loader)
+    scores = evaluate_model(model, loader, acc)
 
     good = [(transform(img), y) for img, y in items if img is not None]
     x = torch.stack([t for t, _ in good])

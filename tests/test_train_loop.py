@@ -16,7 +16,7 @@ from vit_transfer.config import to_dict
 from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
 from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
-from vit_transfer.training import fit, load_train_recipe, resolve_resume, train
+from vit_transfer.training import fit, list_checkpoints, load_train_recipe, resolve_resume, train
 from vit_transfer.training.config import OptimConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -268,3 +268,61 @@ def test_push_to_hub_calls_push_run_once_the_folder_is_complete(tmp_path, images
                                 "hub_revision": "v1"})
     train(load_train_recipe(path))
     assert calls == [(out, "me/tiny", True, "v1", ["metrics.json", "model", "recipe.yaml", "run_info.json"])]
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_and_an_explicit_one_refused(tmp_path, images, hf_vit_dir):
+    from vit_transfer.errors import CheckpointError
+
+    out = tmp_path / "run"
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, out,
+                        train={"max_steps": 4, "checkpoint_every": 2, "keep_checkpoints": 2, "ema_decay": 0.99})
+    train(load_train_recipe(path))
+    newest = out / "checkpoints" / "step_00000004"
+    files = {p.name for p in newest.iterdir()}
+    assert {"manifest.json", "loop_state.json", "ema.safetensors", "model.safetensors"} <= files
+    assert not [name for name in files if name.startswith("custom_checkpoint")]  # nothing of ours pickled
+    weights = newest / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated, as by a full disk
+
+    with pytest.warns(UserWarning, match="skipping checkpoint step_00000004.*model.safetensors"):
+        resumed = train(load_train_recipe(path, ["train.max_steps=6", "train.resume_from_checkpoint=latest"]))
+    assert resumed.resumed_from.endswith("step_00000002") and resumed.metrics["steps"] == 6
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000004", "step_00000006"]  # rewritten, intact
+    (newest / "optimizer.bin").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="step_00000004.*optimizer.bin"):
+        train(load_train_recipe(path, [f"train.resume_from_checkpoint={newest}", "train.max_steps=6"]))
+
+
+def test_accumulated_micro_batches_give_the_weights_of_one_big_batch(tmp_path, images, hf_vit_dir):
+    """batch 12 as 2 x 6 (Accelerate's accumulate) vs 1 x 12: the same mean gradient at every step."""
+    weights = []
+    for accum in (1, 2):
+        path = write_recipe(tmp_path / f"r{accum}.yaml", hf_vit_dir, images, tmp_path / f"run{accum}",
+                            optim={"name": "sgd", "lr": 0.1}, train={"max_steps": 6, "grad_accum_steps": accum})
+        weights.append(train(load_train_recipe(path)).model.state_dict())
+    moved = 0.0
+    start = load_vit(hf_vit_dir, num_labels=3).state_dict()
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, atol=2e-6, rtol=1e-5, msg=name)
+        moved = max(moved, (value - start[name]).abs().max().item())
+    assert moved > 1e-3
+
+
+def test_data_balance_reaches_the_training_sampler(tmp_path, images, hf_vit_dir, monkeypatch):
+    import vit_transfer.data as data_api
+
+    samplers = []
+    real = data_api.make_dataloader
+
+    def recording(*args, **kwargs):
+        loader = real(*args, **kwargs)
+        samplers.append(loader.sampler)
+        return loader
+
+    monkeypatch.setattr(data_api, "make_dataloader", recording)
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "run", data={"balance": True},
+                        train={"max_steps": 2})
+    train(load_train_recipe(path))
+    weights = samplers[0].weights  # the train loader: inverse class frequency, here 3 equal classes
+    assert weights is not None and torch.allclose(weights, weights[0].expand_as(weights))
+    assert all(s.weights is None for s in samplers[1:])  # eval and test keep their order

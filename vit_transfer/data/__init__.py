@@ -11,7 +11,7 @@ from .config import AugmentConfig, DataConfig
 from .datasets import ImageDatasets, load_image_datasets
 from .idx import read_idx
 from .images import decode_image, to_rgb
-from .loader import EpochShuffleSampler, SkipUndecodable, UndecodableImageWarning, make_dataloader
+from .loader import EpochShuffle, SkipUndecodable, UndecodableImageWarning, make_dataloader
 from .sources import detect_format
 from .splits import stratified_split, stratified_subset
 from .transforms import ImageTransform, build_transform, mixup_cutmix
@@ -21,7 +21,7 @@ __all__ = [
     "ArrayImageDataset",
     "AugmentConfig",
     "DataConfig",
-    "EpochShuffleSampler",
+    "EpochShuffle",
     "FileImageDataset",
     "ImageDataset",
     "ImageDatasets",

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .images import decode_image
+from .images import DECODE_ERRORS, decode_image
 
 
 def digest(*parts: "str | bytes") -> str:
@@ -48,7 +48,7 @@ class ImageDataset(torch.utils.data.Dataset, abc.ABC):
         label = int(self.labels[index])  # IndexError past the end, as sequences should
         try:
             return self.load_image(index), label, None
-        except Exception as exc:  # any decode failure becomes a skipped item, never a crash
+        except DECODE_ERRORS as exc:  # a bad image becomes a skipped item; a bug still raises
             return None, label, f"{type(exc).__name__}: {exc}"
 
     @abc.abstractmethod
@@ -66,6 +66,11 @@ class ImageDataset(torch.utils.data.Dataset, abc.ABC):
     def subset(self, indices: "Sequence[int] | np.ndarray") -> "ImageSubset":
         return ImageSubset(self, np.asarray(indices, dtype=np.int64))
 
+    def _set_labels(self, images: Sequence, labels: np.ndarray, name: str) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
+        self.labels, self.name, self._key = np.asarray(labels, dtype=np.int64), name, None
+
 
 class ImageSubset(ImageDataset):
     """A view of some items of another ``ImageDataset`` (a carved or capped split)."""
@@ -74,9 +79,6 @@ class ImageSubset(ImageDataset):
         self.parent = parent
         self.indices = indices
         self.labels = parent.labels[indices]
-
-    def try_load(self, index: int):
-        return self.parent.try_load(int(self.indices[index]))
 
     def load_image(self, index: int) -> Image.Image:
         return self.parent.load_image(int(self.indices[index]))
@@ -97,12 +99,8 @@ class ArrayImageDataset(ImageDataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray, name: str = "array"):
         if images.dtype != np.uint8:
             raise TypeError(f"{name}: expected uint8 pixels, got {images.dtype}")
-        if len(images) != len(labels):
-            raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
         self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.name = name
-        self._key: str | None = None
+        self._set_labels(images, labels, name)
 
     def load_image(self, index: int) -> Image.Image:
         return Image.fromarray(self.images[index])
@@ -120,12 +118,8 @@ class FileImageDataset(ImageDataset):
     """Images referenced by path (or held as encoded bytes, e.g. from a parquet column)."""
 
     def __init__(self, refs: "Sequence[str | bytes]", labels: np.ndarray, name: str = "files"):
-        if len(refs) != len(labels):
-            raise ValueError(f"{name}: {len(refs)} images but {len(labels)} labels")
         self.refs = list(refs)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.name = name
-        self._key: str | None = None
+        self._set_labels(refs, labels, name)
 
     def load_image(self, index: int) -> Image.Image:
         return decode_image(self.refs[index])

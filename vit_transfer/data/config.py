@@ -32,6 +32,7 @@ class DataConfig:
     max_eval_samples: int | None = None
     max_test_samples: int | None = None
     num_workers: int = 2
+    balance: bool = False  # training draws every class equally often (with replacement), seeded per epoch
     hub_config: str | None = None  # the Hub dataset's configuration name (``load_dataset(id, name)``)
 
 

@@ -81,14 +81,18 @@ def load_image_datasets(cfg: DataConfig) -> ImageDatasets:
     train = pick(cfg.train_split, "train_split")
     names = {"train": cfg.train_split}
 
-    eval_ds = None
-    if _is_off(cfg.eval_split):
-        pass
-    elif cfg.eval_split is not None:
-        eval_ds, names["eval"] = pick(cfg.eval_split, "eval_split"), cfg.eval_split
-    elif (auto := next((s for s in VALIDATION_NAMES if s in available and s != cfg.train_split), None)) is not None:
-        eval_ds, names["eval"] = available[auto], auto
-    elif cfg.val_fraction > 0:
+    def choose(role: str, candidates: "tuple[str, ...]") -> "ImageDataset | None":
+        """The split ``data.<role>_split`` names, else the source's first of ``candidates`` not in use."""
+        name = getattr(cfg, f"{role}_split")
+        if name is None:
+            name = next((s for s in candidates if s in available and s not in names.values()), None)
+        if name is None or _is_off(name):
+            return None
+        names[role] = name
+        return pick(name, f"{role}_split")
+
+    eval_ds = choose("eval", VALIDATION_NAMES)
+    if eval_ds is None and cfg.eval_split is None and cfg.val_fraction > 0:
         keep, carved = stratified_split(train.labels, cfg.val_fraction, cfg.split_seed)
         if len(carved) == 0:
             raise DataError(
@@ -97,14 +101,7 @@ def load_image_datasets(cfg: DataConfig) -> ImageDatasets:
             )
         train, eval_ds = train.subset(keep), train.subset(carved)
         names["eval"] = f"{cfg.val_fraction:g} of {cfg.train_split} (seed {cfg.split_seed})"
-
-    test_ds = None
-    if _is_off(cfg.test_split):
-        pass
-    elif cfg.test_split is not None:
-        test_ds, names["test"] = pick(cfg.test_split, "test_split"), cfg.test_split
-    elif "test" in available and "test" not in (cfg.train_split, names.get("eval")):
-        test_ds, names["test"] = available["test"], "test"
+    test_ds = choose("test", ("test",))
 
     train = _cap(train, cfg.max_train_samples, cfg.split_seed)
     eval_ds = _cap(eval_ds, cfg.max_eval_samples, cfg.split_seed)

@@ -1,4 +1,4 @@
-"""Datasets through the ``datasets`` library: Hub ids, local data dirs and ``save_to_disk`` folders.
+"""Datasets through the ``datasets`` library: Hub ids, local data-file dirs and ``save_to_disk`` folders.
 
 Images are read with decoding turned off (``Image(decode=False)``) and decoded per item by
 vit-transfer, so one corrupt image becomes a skipped item instead of an exception inside
@@ -73,20 +73,15 @@ def open_dataset_dict(source: str, config_name: "str | None" = None):
 
 
 def load_hub(source: str, image_column: str, label_column: str, config_name: "str | None" = None) -> SourceSplits:
-    return from_dataset_dict(open_dataset_dict(source, config_name), image_column, label_column, source)
-
-
-def from_dataset_dict(dataset_dict, image_column: str, label_column: str, name: str = "dataset") -> SourceSplits:
-    """Wrap an in-memory ``datasets.DatasetDict`` (or a single ``Dataset`` as ``train``)."""
+    """Every split of ``source`` with labels encoded (a ``ClassLabel``'s names when the column has one)."""
     import datasets
 
-    if isinstance(dataset_dict, datasets.Dataset):
-        dataset_dict = datasets.DatasetDict({"train": dataset_dict})
+    dataset_dict = open_dataset_dict(source, config_name)
     for split, table in dataset_dict.items():
         check_columns(
             list(table.column_names),
             {"image_column": image_column, "label_column": label_column},
-            f"{name} (split {split!r})",
+            f"{source} (split {split!r})",
         )
     feature = next(iter(dataset_dict.values())).features[label_column]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
@@ -94,11 +89,11 @@ def from_dataset_dict(dataset_dict, image_column: str, label_column: str, name: 
     for split, table in dataset_dict.items():
         column = table.with_format("arrow")[label_column]
         if column.null_count:
-            raise DataError(f"{name} (split {split!r}): label column {label_column!r} has {column.null_count} empty value(s)")
+            raise DataError(f"{source} (split {split!r}): label column {label_column!r} has {column.null_count} empty value(s)")
         values[split] = column.to_numpy(zero_copy_only=False)
     ids, id2label = encode_labels(values, names)
     splits = {
-        split: HubImageDataset(table, image_column, ids[split], name=f"{name}/{split}")
+        split: HubImageDataset(table, image_column, ids[split], name=f"{source}/{split}")
         for split, table in dataset_dict.items()
     }
     return SourceSplits(splits, id2label, "hub")

@@ -46,6 +46,8 @@ def read_source(cfg: DataConfig) -> SourceSplits:
     if cfg.format not in FORMATS:
         raise DataError(f"unknown data.format {cfg.format!r}; use one of {', '.join(FORMATS)}")
     kind = detect_format(cfg.source) if cfg.format == "auto" else cfg.format
+    if kind == "hub" and detect_format(cfg.source) == "imagefolder":
+        kind = "imagefolder"  # one image-folder reader; datasets' builder drops nested classes' labels
     if kind == "digits":
         return load_digits_splits()
     if kind == "idx" and cfg.source in FASHION_MNIST_SOURCES:

@@ -10,7 +10,6 @@ converted to RGB first.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Callable
 
 import torch
@@ -18,6 +17,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 
+from ..errors import ConfigError
+from ..models.base import to_pair
 from .config import AugmentConfig
 from .images import to_rgb
 
@@ -33,11 +34,10 @@ INTERPOLATIONS = {
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
-    mode = INTERPOLATIONS.get(str(name).lower())
-    if mode is None:
-        warnings.warn(f"unknown image interpolation {name!r}; using bicubic (known: {', '.join(INTERPOLATIONS)})")
-        return InterpolationMode.BICUBIC
-    return mode
+    if str(name).lower() not in INTERPOLATIONS:
+        known = ", ".join(INTERPOLATIONS)
+        raise ConfigError(f"unknown image interpolation {name!r} (model.preprocessing.interpolation); use one of {known}")
+    return INTERPOLATIONS[str(name).lower()]
 
 
 class ImageTransform:
@@ -56,7 +56,7 @@ class ImageTransform:
 
 def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" = None) -> ImageTransform:
     """The train or eval transform for a model's ``Preprocessing`` (at its current image size)."""
-    size = _pair(preprocessing.image_size)
+    size = to_pair(preprocessing.image_size)
     interpolation = interpolation_mode(preprocessing.interpolation)
     steps: list = []
     if train:
@@ -71,8 +71,6 @@ def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" 
         elif augment.crop == "resize":
             steps.append(v2.Resize(size, interpolation=interpolation, antialias=True))
         else:
-            from ..errors import ConfigError
-
             raise ConfigError(
                 f"augment.crop must be 'random_resized_crop', 'random_crop' or 'resize', got {augment.crop!r}"
             )
@@ -122,13 +120,6 @@ def mixup_cutmix(batch: dict, num_labels: int, augment: "AugmentConfig | None") 
 
 def _padding(padding) -> int:
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        from ..errors import ConfigError
-
         raise ConfigError(f"augment.crop_padding must be a whole number of pixels >= 0, got {padding!r}")
     return padding
 
-
-def _pair(size) -> tuple[int, int]:
-    if isinstance(size, (tuple, list)):
-        return int(size[0]), int(size[1])
-    return int(size), int(size)

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..models.base import to_pair
 from .run_folder import RunFolder
 from .secrets import REDACTED, scrub, scrub_data
 from .staging import StagedModel
@@ -197,11 +198,7 @@ def resolution_text(info: dict, recipe: dict, staged: StagedModel) -> str:
 
 
 def _pair_or_none(value) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return int(value[0]), int(value[-1])
-    return int(value), int(value)
+    return None if value is None else to_pair(value)
 
 
 def _labels_text(staged: StagedModel, info: dict) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from ..models.sources import folder_ecosystem
 from .errors import NoTrainedModelError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -62,12 +63,6 @@ def read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise NoTrainedModelError(f"{path} should hold a JSON object, found {type(data).__name__}")
     return data
-
-
-def folder_ecosystem(folder: Path) -> str:
-    """``"timm"`` for timm's hub layout (``architecture`` key), else ``"hf"``."""
-    cfg = read_json(folder / "config.json")
-    return "timm" if "architecture" in cfg else "hf"
 
 
 def _weights_in(folder: Path, names: tuple[str, ...]) -> Path | None:

@@ -7,6 +7,7 @@ or built here from the base model plus the adapter). ``--dry-run DIR`` is this f
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -15,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..models.base import to_pair
 from .errors import HubError, NoTrainedModelError
 from .run_folder import ADAPTER_INFO_FILE, RunFolder, folder_ecosystem, read_json
 
@@ -34,6 +36,7 @@ MODEL_FILE_PATTERNS = (
 )
 ADAPTER_FILE_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", ADAPTER_INFO_FILE)
 LIBRARY_NAMES = {"hf": "transformers", "timm": "timm"}
+HEAD_KEYS = {"head": "kind", "pooling": "pooling", "head_hidden_dim": "hidden_dim", "head_dropout": "dropout"}
 
 
 @dataclass
@@ -135,7 +138,7 @@ def _write_hf_preprocessor(folder: Path) -> None:
     from ..models.hf_vit import FAMILIES
 
     cfg = read_json(folder / "config.json")
-    h, w = _pair(cfg.get("image_size", 224))
+    h, w = to_pair(cfg.get("image_size", 224))
     family = FAMILIES.get(cfg.get("model_type", "vit"), FAMILIES["vit"])
     ViTImageProcessor(
         do_resize=True, size={"height": h, "width": w}, resample=3,
@@ -164,8 +167,8 @@ def _summarise_hf(folder: Path, what: str) -> StagedModel:
     id2label = {int(k): str(v) for k, v in (cfg.get("id2label") or {}).items()}
     return StagedModel(
         folder=folder, what=what, ecosystem="hf", library_name="transformers",
-        image_size=_pair(cfg["image_size"]) if "image_size" in cfg else None,
-        patch_size=_pair(cfg["patch_size"]) if "patch_size" in cfg else None,
+        image_size=to_pair(cfg["image_size"]) if "image_size" in cfg else None,
+        patch_size=to_pair(cfg["patch_size"]) if "patch_size" in cfg else None,
         num_labels=len(id2label) or cfg.get("num_labels"), id2label=id2label,
         architecture=(cfg.get("architectures") or [cfg.get("model_type")])[0],
         custom_head=cfg.get(HEAD_CONFIG_KEY),
@@ -182,7 +185,7 @@ def _summarise_timm(folder: Path, what: str) -> StagedModel:
     return StagedModel(
         folder=folder, what=what, ecosystem="timm", library_name="timm",
         image_size=(int(input_size[1]), int(input_size[2])) if input_size else None,
-        patch_size=_pair(patch) if patch else None,
+        patch_size=to_pair(patch) if patch else None,
         num_labels=cfg.get("num_classes"), id2label=dict(enumerate(str(n) for n in names)),
         architecture=cfg.get("architecture"), custom_head=cfg.get(HEAD_CONFIG_KEY),
     )
@@ -204,21 +207,22 @@ def _stage_adapter(run: RunFolder, dest: Path, link: bool) -> StagedModel:
     id2label = {int(k): str(v) for k, v in (info.get("id2label") or {}).items()}
     return StagedModel(
         folder=dest, what="adapter", ecosystem=ecosystem, library_name="peft",
-        image_size=_pair(info["image_size"]) if info.get("image_size") else None,
-        patch_size=_pair(info["patch_size"]) if info.get("patch_size") else None,
+        image_size=to_pair(info["image_size"]) if info.get("image_size") else None,
+        patch_size=to_pair(info["patch_size"]) if info.get("patch_size") else None,
         num_labels=info.get("num_labels") or (len(id2label) or None), id2label=id2label,
         architecture=(cfg.get("auto_mapping") or {}).get("base_model_class"),
     )
 
 
 def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
-    """Rebuild the training-time base (size, head) from the run's metadata, load the adapter, merge."""
+    """Rebuild the training-time base (size, head) from the run's recipe and metadata, load the adapter, merge."""
     from peft import PeftModel
 
+    from ..config import ModelConfig, from_dict
     from ..errors import VitTransferError
-    from ..models import load_vit
+    from ..models import load_vit_from_config
 
-    info, model_cfg = run.run_info, (run.recipe.get("model") or {})
+    info, model_cfg = run.run_info, dict(run.recipe.get("model") or {})
     head = run.adapter_info.get("head") or {}  # the head spec the adapter was trained with, when recorded
     source = info.get("base_model") or model_cfg.get("source") or run.adapter_config.get("base_model_name_or_path")
     if not source:
@@ -228,20 +232,16 @@ def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
         )
     id2label = {int(k): str(v) for k, v in (info.get("id2label") or {}).items()} or None
     try:
-        base = load_vit(
-            source,
-            num_labels=info.get("num_labels") or (len(id2label) if id2label else None),
-            id2label=id2label,
+        cfg = dataclasses.replace(
+            from_dict(ModelConfig, model_cfg, "model"), source=source, attention=None,
             image_size=info.get("image_size") or model_cfg.get("image_size"),
             patch_size=info.get("patch_size") or model_cfg.get("patch_size"),
-            interpolation=model_cfg.get("interpolation", "bicubic"),
-            head=head.get("kind") or model_cfg.get("head", "linear"),
-            pooling=head.get("pooling") or model_cfg.get("pooling"),
-            head_hidden_dim=head.get("hidden_dim") or model_cfg.get("head_hidden_dim"),
-            head_dropout=head.get("dropout") or model_cfg.get("head_dropout", 0.0),
             ecosystem=info.get("ecosystem") or model_cfg.get("ecosystem"),
-            architecture=model_cfg.get("architecture"),
+            **{k: head[h] for k, h in HEAD_KEYS.items() if head.get(h) is not None},
         )
+        num_labels = info.get("num_labels") or (len(id2label) if id2label else None)
+        seed = (run.recipe.get("train") or {}).get("seed", 0)  # a pretrained: false base is rebuilt from it
+        base = load_vit_from_config(cfg, num_labels, id2label, seed)
     except VitTransferError as exc:
         raise HubError(
             f"cannot merge {run.adapter_dir}: its base model {source!r} does not load ({exc}); "
@@ -256,9 +256,3 @@ def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
     base.save(dest)
     staged = _summarise_hf(dest, "merged") if base.ecosystem == "hf" else _summarise_timm(dest, "merged")
     return staged
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, (list, tuple)):
-        return int(value[-2]), int(value[-1])
-    return int(value), int(value)

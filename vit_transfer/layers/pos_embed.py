@@ -1,9 +1,8 @@
-"""Resample absolute position embeddings to a new patch grid.
+"""Resample absolute position embeddings to a new patch grid: timm's resampler, with named presets.
 
 A ViT's position table holds ``num_prefix_tokens`` rows (class, distillation tokens) followed by
-one row per patch in row-major order. Only the patch rows form a 2-D grid; they are reshaped to
-``(1, dim, H, W)``, interpolated, and flattened back. Prefix rows are copied untouched.
-Register tokens in timm and DINOv2 have no entry in the table, so they need no care here.
+one row per patch in row-major order; only the patch rows are interpolated. Register tokens in
+timm and DINOv2 have no entry in the table, so they need no care here.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 # Codebases disagree on how to interpolate; these names reproduce each of them exactly.
 INTERPOLATION_PRESETS: dict[str, dict] = {
@@ -66,8 +65,8 @@ def resample_pos_embed(
 ) -> torch.Tensor:
     """Return ``pos_embed`` (``(1, prefix + H*W, D)``) resampled to ``new_grid`` = (H', W').
 
-    ``old_grid`` defaults to a square grid inferred from the table length. Interpolation is done in
-    float32 (bicubic in half precision is inaccurate) and cast back to the input dtype.
+    timm's ``resample_abs_pos_embed`` does the work (in float32, cast back to the input dtype); this adds
+    the named presets and errors that say what does not fit (timm guesses a square grid and fails in a reshape).
     """
     interp = Interpolation.parse(interpolation)
     if pos_embed.ndim != 3 or pos_embed.shape[0] != 1:
@@ -76,23 +75,11 @@ def resample_pos_embed(
     if old_grid is None:
         side = int(round(num_patches**0.5))
         if side * side != num_patches:
-            raise ValueError(
-                f"cannot infer a square grid from {num_patches} patch positions; pass old_grid"
-            )
+            raise ValueError(f"cannot infer a square grid from {num_patches} patch positions; pass old_grid")
         old_grid = (side, side)
-    old_grid = (int(old_grid[0]), int(old_grid[1]))
-    new_grid = (int(new_grid[0]), int(new_grid[1]))
     if old_grid[0] * old_grid[1] != num_patches:
-        raise ValueError(f"grid {old_grid} does not match {num_patches} patch positions")
-    if new_grid == old_grid:
-        return pos_embed
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    dim = pos_embed.shape[-1]
-    dtype = pos_embed.dtype
-    grid = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
-    kwargs = dict(size=new_grid, mode=interp.mode)
-    if interp.mode != "nearest":
-        kwargs.update(align_corners=interp.align_corners, antialias=interp.antialias)
-    grid = F.interpolate(grid, **kwargs)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim).to(dtype)
-    return torch.cat([prefix, grid], dim=1)
+        raise ValueError(f"grid {tuple(old_grid)} does not match {num_patches} patch positions")
+    return resample_abs_pos_embed(
+        pos_embed, [int(n) for n in new_grid], [int(n) for n in old_grid], num_prefix_tokens=num_prefix_tokens,
+        interpolation=interp.mode, antialias=interp.antialias, align_corners=interp.align_corners,
+    )

@@ -32,6 +32,7 @@ def check_attention(implementation: str) -> str:
 
 
 def to_pair(value: "int | tuple[int, int] | list[int]") -> tuple[int, int]:
+    """``(height, width)`` from one size or two (config files hold either), or a clear error."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ImageSizeError(f"expected one size or (height, width), got {value!r}")
@@ -117,6 +118,7 @@ class TransferModel(nn.Module, abc.ABC):
         super().__init__()
         self.model = model
         self.source = source
+        self.original_image_size = self.image_size  # the checkpoint's own size, kept through resize (run_info.json)
 
     # --- geometry -------------------------------------------------------------------------
     @property
@@ -203,10 +205,13 @@ class TransferModel(nn.Module, abc.ABC):
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
         """Final-normed ``(B, N, D)`` token sequences of the last ``last_n`` blocks, oldest first."""
 
+    def pool(self, tokens: torch.Tensor, pooling: str) -> torch.Tensor:
+        """``(B, N, D)`` tokens to the vector a head with this pooling reads (one place for probe and head)."""
+        return pool_tokens(tokens, pooling, self.num_prefix_tokens)
+
     def forward_features(self, pixel_values: torch.Tensor, pooling: str = "cls", last_n: int = 1) -> torch.Tensor:
         """Pooled features ``(B, F)`` for probing: ``F = last_n * D`` (``2x`` for ``cls+mean``)."""
-        tokens = self.forward_tokens(pixel_values, last_n=last_n)
-        return torch.cat([pool_tokens(t, pooling, self.num_prefix_tokens) for t in tokens], dim=-1)
+        return torch.cat([self.pool(t, pooling) for t in self.forward_tokens(pixel_values, last_n=last_n)], dim=-1)
 
     def feature_dim(self, pooling: str = "cls", last_n: int = 1) -> int:
         return last_n * pooled_dim(self.embed_dim, pooling)
@@ -223,13 +228,21 @@ class TransferModel(nn.Module, abc.ABC):
         """
 
     @abc.abstractmethod
-    def reinitialize(self, seed: int = 0) -> None:
-        """Replace every weight with the architecture's random initialisation (the from-scratch control)."""
+    def _init_backbone(self) -> None:
+        """Give every backbone weight the architecture's random initialisation."""
+
+    def reinitialize(self, seed: int = 0, head_init: str = "zeros") -> None:
+        """Random weights of the same architecture (the from-scratch control). The head is rebuilt from its
+        spec, so only its last layer starts at zero, as a new head does: a zero MLP would never train."""
+        torch.manual_seed(seed)
+        self._init_backbone()
+        spec = self.head_spec
+        self.set_head(spec.num_labels, self.id2label, spec.kind, spec.pooling, spec.hidden_dim, spec.dropout, head_init)
 
     # --- resize ---------------------------------------------------------------------------
     @abc.abstractmethod
     def _apply_geometry(self, image_size: tuple[int, int], patch_size: tuple[int, int]) -> None:
-        """Update the native model's config and module attributes to a new size (tables already set)."""
+        """Update the native model (config, attributes, patch kernel) to a new size; ``resize`` sets the table."""
 
     def resize(
         self,
@@ -244,7 +257,7 @@ class TransferModel(nn.Module, abc.ABC):
         The change is written into the native config, so ``save`` produces a checkpoint that the
         stock loader rebuilds at the new size with no extra flag.
         """
-        from ..layers import resample_patch_embed, resample_pos_embed
+        from ..layers import resample_pos_embed
 
         new_image = to_pair(image_size)
         new_patch = to_pair(patch_size) if patch_size is not None else self.patch_size
@@ -261,16 +274,10 @@ class TransferModel(nn.Module, abc.ABC):
             interpolation=dict(mode=interp.mode, align_corners=interp.align_corners, antialias=interp.antialias),
         )
         with torch.no_grad():
-            table = resample_pos_embed(
-                self.pos_embed.data, new_grid, report.old_grid, self.num_pos_prefix_tokens, interp
-            )
-            self.pos_embed.data = table.contiguous()
-            if new_patch != report.old_patch_size:
-                conv = self.patch_kernel
-                conv.weight.data = resample_patch_embed(conv.weight.data, new_patch).contiguous()
-                conv.kernel_size = new_patch
-                conv.stride = new_patch
-        self._apply_geometry(new_image, new_patch)
+            prefix = self.num_pos_prefix_tokens
+            table = resample_pos_embed(self.pos_embed.data, new_grid, report.old_grid, prefix, interp)
+            self._apply_geometry(new_image, new_patch)
+            self.pos_embed.data = table.contiguous()  # last: timm's set_input_size resamples with its own defaults
         report.num_parameters = sum(p.numel() for p in self.parameters())
         return report
 

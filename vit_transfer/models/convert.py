@@ -148,9 +148,27 @@ def read_hf_vit(model: TransferModel) -> tuple[VitSpec, dict[str, torch.Tensor]]
     return spec, _hf_to_timm_names(model.model.state_dict(), spec, model)
 
 
+def _renamed(spec: VitSpec) -> list[tuple[str, str]]:
+    """(timm, transformers) names of every tensor that maps one to one; the fused ``qkv`` is handled apart."""
+    modules = [("patch_embed.proj", "vit.embeddings.patch_embeddings.projection"), ("norm", "vit.layernorm")]
+    for i in range(spec.depth):
+        t, h = f"blocks.{i}", f"vit.layers.{i}"
+        modules += [(f"{t}.norm1", f"{h}.layernorm_before"), (f"{t}.attn.proj", f"{h}.attention.o_proj"),
+                    (f"{t}.norm2", f"{h}.layernorm_after")] + [(f"{t}.mlp.{n}", f"{h}.mlp.{n}") for n in ("fc1", "fc2")]
+    if spec.num_labels > 0:
+        modules.append(("head", "classifier"))
+    return [("cls_token", "vit.embeddings.cls_token"), ("pos_embed", "vit.embeddings.position_embeddings")] + [
+        (f"{t}.{p}", f"{h}.{p}") for t, h in modules for p in ("weight", "bias")]
+
+
+def _qkv(spec: VitSpec) -> list[tuple[str, list[str]]]:
+    """timm's fused ``attn.qkv`` rows are [q; k; v] (heads contiguous within each): transformers' three projections."""
+    return [(f"blocks.{i}.attn.qkv.{p}", [f"vit.layers.{i}.attention.{n}_proj.{p}" for n in "qkv"])
+            for i in range(spec.depth) for p in (("weight", "bias") if spec.qkv_bias else ("weight",))]
+
+
 def _hf_to_timm_names(hf: dict[str, torch.Tensor], spec: VitSpec, model: TransferModel) -> dict[str, torch.Tensor]:
     hf = dict(hf)
-    out: dict[str, torch.Tensor] = {}
 
     def take(name: str) -> torch.Tensor:
         if name not in hf:
@@ -160,26 +178,8 @@ def _hf_to_timm_names(hf: dict[str, torch.Tensor], spec: VitSpec, model: Transfe
             )
         return hf.pop(name)
 
-    def move(src: str, dst: str, params=("weight", "bias")) -> None:
-        for p in params:
-            out[f"{dst}.{p}"] = take(f"{src}.{p}")
-
-    out["cls_token"] = take("vit.embeddings.cls_token")
-    out["pos_embed"] = take("vit.embeddings.position_embeddings")
-    move("vit.embeddings.patch_embeddings.projection", "patch_embed.proj")
-    qkv_params = ("weight", "bias") if spec.qkv_bias else ("weight",)
-    for i in range(spec.depth):
-        src, dst = f"vit.layers.{i}", f"blocks.{i}"
-        move(f"{src}.layernorm_before", f"{dst}.norm1")
-        for p in qkv_params:  # timm's fused qkv rows are [q; k; v], heads contiguous within each
-            out[f"{dst}.attn.qkv.{p}"] = torch.cat([take(f"{src}.attention.{n}_proj.{p}") for n in "qkv"], dim=0)
-        move(f"{src}.attention.o_proj", f"{dst}.attn.proj")
-        move(f"{src}.layernorm_after", f"{dst}.norm2")
-        move(f"{src}.mlp.fc1", f"{dst}.mlp.fc1")
-        move(f"{src}.mlp.fc2", f"{dst}.mlp.fc2")
-    move("vit.layernorm", "norm")
-    if spec.num_labels > 0:
-        move("classifier", "head")
+    out = {t: take(h) for t, h in _renamed(spec)}
+    out.update({t: torch.cat([take(n) for n in names], dim=0) for t, names in _qkv(spec)})
     if hf:
         raise _not_convertible(model, [f"tensors with no timm counterpart: {', '.join(sorted(hf))}"], "timm")
     return out
@@ -421,30 +421,9 @@ def hf_vit_config(spec: VitSpec):
 
 
 def _timm_to_hf_names(state: dict[str, torch.Tensor], spec: VitSpec) -> dict[str, torch.Tensor]:
-    out = {
-        "vit.embeddings.cls_token": state["cls_token"],
-        "vit.embeddings.position_embeddings": state["pos_embed"],
-    }
-
-    def move(src: str, dst: str) -> None:
-        for p in ("weight", "bias"):
-            out[f"{dst}.{p}"] = state[f"{src}.{p}"]
-
-    move("patch_embed.proj", "vit.embeddings.patch_embeddings.projection")
-    for i in range(spec.depth):
-        src, dst = f"blocks.{i}", f"vit.layers.{i}"
-        move(f"{src}.norm1", f"{dst}.layernorm_before")
-        for p in ("weight", "bias") if spec.qkv_bias else ("weight",):
-            q, k, v = state[f"{src}.attn.qkv.{p}"].chunk(3, dim=0)
-            for name, part in zip("qkv", (q, k, v)):
-                out[f"{dst}.attention.{name}_proj.{p}"] = part.clone()
-        move(f"{src}.attn.proj", f"{dst}.attention.o_proj")
-        move(f"{src}.norm2", f"{dst}.layernorm_after")
-        move(f"{src}.mlp.fc1", f"{dst}.mlp.fc1")
-        move(f"{src}.mlp.fc2", f"{dst}.mlp.fc2")
-    move("norm", "vit.layernorm")
-    if spec.num_labels > 0:
-        move("head", "classifier")
+    out = {h: state[t] for t, h in _renamed(spec)}
+    for t, names in _qkv(spec):
+        out.update({n: part.clone() for n, part in zip(names, state[t].chunk(3, dim=0))})
     return out
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ImageSizeError
-from ..layers import build_head, pool_tokens, pooled_dim
+from ..layers import build_head, pooled_dim, resample_patch_embed
 from .base import HeadSpec, Preprocessing, TransferModel, check_attention, to_pair
 
 # The config key under which a non-native head is recorded, so load_vit can rebuild it.
@@ -115,6 +115,9 @@ class HFViT(TransferModel):
         config.patch_size = patch_size[0] if patch_size[0] == patch_size[1] else list(patch_size)
         embeddings = self.backbone.embeddings
         patches = embeddings.patch_embeddings
+        conv = patches.projection  # FlexiViT's PI-resize; a no-op at the same patch size
+        conv.weight.data = resample_patch_embed(conv.weight.data, patch_size).contiguous()
+        conv.kernel_size = conv.stride = patch_size
         patches.image_size = image_size
         patches.patch_size = patch_size
         patches.num_patches = (image_size[0] // patch_size[0]) * (image_size[1] // patch_size[1])
@@ -191,14 +194,10 @@ class HFViT(TransferModel):
     def set_attention(self, implementation: str) -> None:
         self.model.set_attn_implementation(check_attention(implementation))
 
-    def reinitialize(self, seed: int = 0) -> None:
-        torch.manual_seed(seed)
-        # transformers 5 skips parameters flagged as loaded, so build a fresh model and copy it over
+    def _init_backbone(self) -> None:
+        # transformers 5 skips parameters flagged as loaded, so build a fresh model and copy its encoder over
         fresh = type(self.model)(self.model.config)
-        self.model.load_state_dict(fresh.state_dict(), strict=False)
-        for name in self.head_module_names():  # keep the zero-initialised head convention
-            for p in self.model.get_submodule(name).parameters():
-                nn.init.zeros_(p)
+        self.backbone.load_state_dict(getattr(fresh, fresh.base_model_prefix).state_dict())
 
     # --- forward --------------------------------------------------------------------------
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
@@ -212,7 +211,7 @@ class HFViT(TransferModel):
         if self._native_head():
             return self.model(pixel_values=pixel_values).logits
         tokens = self.backbone(pixel_values=pixel_values).last_hidden_state
-        return self.model.classifier(pool_tokens(tokens, self._head_spec.pooling, self.num_prefix_tokens))
+        return self.model.classifier(self.pool(tokens, self._head_spec.pooling))
 
     # --- save -----------------------------------------------------------------------------
     def save(self, output_dir: "str | Path") -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, NotAViTError, UnknownSourceError, VitTransferError
-from .base import TransferModel
+from ..errors import CheckpointError, NotAViTError, UnknownSourceError
+from .base import TransferModel, to_pair
 from .checkpoints import load_state_dict_file, validate_folder
 from .hf_vit import FAMILIES, HEAD_CONFIG_KEY, HFViT, read_hf_preprocessing
 from .sources import Source, resolve_source
@@ -16,7 +16,7 @@ from .timm_vit import TimmViT
 
 
 def load_vit(
-    source: "str | Path",
+    source: "str | Path | TransferModel",
     *,
     num_labels: int | None = None,
     id2label: dict[int, str] | None = None,
@@ -36,15 +36,19 @@ def load_vit(
 ) -> TransferModel:
     """Load a pretrained ViT and prepare it for transfer.
 
-    ``source`` is a Hub id, a timm name, a local folder or a local weights file; ``ecosystem``
-    forces "hf" or "timm" when the source alone is ambiguous. With ``image_size`` the position
+    ``source`` is a Hub id, a timm name, a local folder, a local weights file or a model already built
+    (adapted in place); ``ecosystem`` forces "hf" or "timm" when the source alone is ambiguous.
+    With ``image_size`` the position
     embeddings are resized (see ``TransferModel.resize``); with ``num_labels`` (or ``id2label``) a
     new head replaces the classifier. Head options apply only then. A checkpoint whose head already
     has exactly ``id2label`` (same names, same order, same head kind) keeps its trained head unless
     ``reuse_matching_head=False``: continuing to train a fine-tuned model must not reset it.
     """
-    resolved = resolve_source(str(source), ecosystem)
-    model = _load_hf(resolved) if resolved.ecosystem == "hf" else _load_timm(resolved, architecture)
+    if isinstance(source, TransferModel):
+        model = source
+    else:
+        resolved = resolve_source(str(source), ecosystem)
+        model = _load_hf(resolved) if resolved.ecosystem == "hf" else _load_timm(resolved, architecture)
     if image_size is not None or patch_size is not None:
         model.resize(image_size or model.image_size, patch_size, interpolation, align_corners, antialias)
     if id2label is not None and num_labels is None:
@@ -96,7 +100,7 @@ def _load_hf(src: Source) -> HFViT:
     preprocessing = read_hf_preprocessing(
         folder or _hub_file_folder(src.location, "preprocessor_config.json"),
         FAMILIES[config.model_type],
-        _pair(config.image_size),
+        to_pair(config.image_size),
     )
     wrapped = HFViT(model, source=src.original, preprocessing=preprocessing)
     if head_spec:  # a non-native head: rebuild its modules, then load their saved weights
@@ -120,10 +124,6 @@ def _hub_message(src: Source, exc: Exception) -> str:
         f"cannot load {src.original!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
         "If it is a Hub id, check the spelling and your network (HF_HUB_OFFLINE=1 allows only cached files)."
     )
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v[0]), int(v[1])) if isinstance(v, (list, tuple)) else (int(v), int(v))
 
 
 def _load_head_weights(wrapped: TransferModel, folder: Path | None, src: Source) -> None:
@@ -262,37 +262,27 @@ def _load_timm_file(src: Source, architecture: str | None) -> TimmViT:
 
 def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int, str] | None = None,
                          seed: int = 0) -> TransferModel:
-    """``load_vit`` driven by a recipe's ``model:`` section (``vit_transfer.config.ModelConfig``).
+    """The model a recipe's ``model:`` section (``vit_transfer.config.ModelConfig``) describes: ``load_vit``
+    with its options, random weights for ``pretrained: false``, its attention kernel. Training, probing
+    and the merge in ``push`` all build it here; ``model.original_image_size`` keeps the checkpoint's size.
 
     ``source: scratch`` builds a random ViT from ``cfg.scratch`` (pretraining from scratch).
     """
-    if cfg.source == "scratch":
+    source = cfg.source
+    if source == "scratch":
         from .scratch import create_vit
 
-        if num_labels is None:
+        if num_labels is None and id2label is None:
             raise ValueError("a scratch model needs num_labels")
-        model = create_vit(cfg.scratch, num_labels, id2label, seed)
-        if cfg.image_size is not None:
-            model.resize(cfg.image_size, cfg.patch_size, cfg.interpolation)
-    else:
-        model = load_vit(
-            cfg.source,
-            num_labels=num_labels,
-            id2label=id2label,
-            image_size=cfg.image_size,
-            patch_size=cfg.patch_size,
-            interpolation=cfg.interpolation,
-            head=cfg.head,
-            pooling=cfg.pooling,
-            head_hidden_dim=cfg.head_hidden_dim,
-            head_dropout=cfg.head_dropout,
-            head_init=cfg.head_init,
-            ecosystem=cfg.ecosystem,
-            architecture=cfg.architecture,
-            reuse_matching_head=cfg.reuse_matching_head,
-        )
-        if not cfg.pretrained:
-            model.reinitialize(seed)
+        source = create_vit(cfg.scratch, num_labels or len(id2label), id2label, seed)
+    model = load_vit(
+        source, num_labels=num_labels, id2label=id2label, image_size=cfg.image_size, patch_size=cfg.patch_size,
+        interpolation=cfg.interpolation, head=cfg.head, pooling=cfg.pooling, head_hidden_dim=cfg.head_hidden_dim,
+        head_dropout=cfg.head_dropout, head_init=cfg.head_init, ecosystem=cfg.ecosystem,
+        architecture=cfg.architecture, reuse_matching_head=cfg.reuse_matching_head,
+    )
+    if not cfg.pretrained:
+        model.reinitialize(seed, cfg.head_init)
     if cfg.attention:
         model.set_attention(cfg.attention)
     return model

@@ -30,27 +30,20 @@ class ArchitectureConfig:
 def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, str] | None = None,
                seed: int = 0) -> HFViT:
     """A fresh ``ViTForImageClassification`` wrapped as a ``TransferModel`` (zero-initialised head)."""
-    from transformers import ViTConfig, ViTForImageClassification
+    from transformers import ViTForImageClassification
+
+    from .convert import VitSpec, hf_vit_config
 
     id2label = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
-    config = ViTConfig(
-        image_size=arch.image_size,
-        patch_size=arch.patch_size,
-        num_channels=arch.num_channels,
-        hidden_size=arch.hidden_size,
-        num_hidden_layers=arch.depth,
-        num_attention_heads=arch.num_heads,
-        intermediate_size=arch.mlp_dim,
-        hidden_dropout_prob=arch.dropout,
-        attention_probs_dropout_prob=arch.attention_dropout,
-        num_labels=num_labels,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-    )
-    config.architectures = ["ViTForImageClassification"]
-    torch.manual_seed(seed)
-    model = ViTForImageClassification(config)
     pre = Preprocessing(image_size=(arch.image_size, arch.image_size), mean=tuple(arch.mean), std=tuple(arch.std))
-    wrapped = HFViT(model, source="scratch", preprocessing=pre)
+    spec = VitSpec(
+        image_size=pre.image_size, patch_size=(arch.patch_size, arch.patch_size), num_channels=arch.num_channels,
+        hidden_size=arch.hidden_size, depth=arch.depth, num_heads=arch.num_heads, intermediate_size=arch.mlp_dim,
+        qkv_bias=True, activation="gelu", layer_norm_eps=1e-12, num_labels=num_labels, preprocessing=pre,
+        label_names=tuple(id2label[i] for i in range(num_labels)), hidden_dropout=arch.dropout,
+        attention_dropout=arch.attention_dropout,
+    )
+    torch.manual_seed(seed)
+    wrapped = HFViT(ViTForImageClassification(hf_vit_config(spec)), source="scratch", preprocessing=pre)
     wrapped.set_head(num_labels, id2label)
     return wrapped

@@ -24,7 +24,8 @@ class Source:
     original: str
 
 
-def _dir_ecosystem(path: Path) -> str:
+def folder_ecosystem(path: Path) -> str:
+    """``"timm"`` for timm's hub layout (``architecture`` key), ``"hf"`` for transformers', else a clear error."""
     config = path / "config.json"
     if not config.is_file():
         files = ", ".join(sorted(p.name for p in path.iterdir())[:8]) or "nothing"
@@ -60,7 +61,7 @@ def resolve_source(source: str, ecosystem: str | None = None) -> Source:
         ecosystem = ecosystem or "timm"
     path = Path(source).expanduser()
     if path.is_dir():
-        return Source(ecosystem or _dir_ecosystem(path), "dir", str(path), source)
+        return Source(ecosystem or folder_ecosystem(path), "dir", str(path), source)
     if path.is_file():
         if path.suffix not in WEIGHT_SUFFIXES:
             raise UnknownSourceError(f"{path} is a file but not a weights file ({', '.join(WEIGHT_SUFFIXES)})")

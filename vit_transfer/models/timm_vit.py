@@ -70,12 +70,7 @@ class TimmViT(TransferModel):
         )
 
     def _apply_geometry(self, image_size: tuple[int, int], patch_size: tuple[int, int]) -> None:
-        from timm.models._input import update_model_input_size
-
-        patch_embed = self.model.patch_embed
-        patch_embed.patch_size = patch_size  # the kernel itself was resampled by TransferModel.resize
-        patch_embed.set_input_size(img_size=image_size)
-        update_model_input_size(self.model, image_size, patch_size=list(patch_size))
+        self.model.set_input_size(img_size=image_size, patch_size=patch_size)  # kernel PI-resized by timm
 
     # --- head -----------------------------------------------------------------------------
     @property
@@ -119,11 +114,8 @@ class TimmViT(TransferModel):
             if hasattr(module, "fused_attn"):  # timm's Attention picks its kernel per call from this flag
                 module.fused_attn = fused
 
-    def reinitialize(self, seed: int = 0) -> None:
-        torch.manual_seed(seed)
+    def _init_backbone(self) -> None:
         self.model.init_weights()
-        for p in self.model.head.parameters():
-            nn.init.zeros_(p)
 
     # --- forward --------------------------------------------------------------------------
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
@@ -135,22 +127,17 @@ class TimmViT(TransferModel):
         )
         return [torch.cat([prefix, spatial], dim=1) if prefix is not None else spatial for spatial, prefix in outs]
 
-    def forward_features(self, pixel_values: torch.Tensor, pooling: str = "cls", last_n: int = 1) -> torch.Tensor:
-        """As ``TransferModel.forward_features``, plus timm's ``fc_norm`` on mean-pooled features when the model
-        has one (MAE-style ``global_pool='avg'`` models): features then match what the head sees."""
-        tokens = self.forward_tokens(pixel_values, last_n=last_n)
-        pooled = [pool_tokens(t, pooling, self.num_prefix_tokens) for t in tokens]
-        if pooling == "mean" and not isinstance(self.model.fc_norm, nn.Identity):
-            pooled = [self.model.fc_norm(p) for p in pooled]
-        return torch.cat(pooled, dim=-1)
+    def pool(self, tokens: torch.Tensor, pooling: str) -> torch.Tensor:
+        """Pooling, then timm's ``fc_norm`` on each pooled vector, as ``forward_head`` does: in a model built with
+        one (``fc_norm=True``, MAE-style ``global_pool='avg'``) it is the final norm, whatever the pooling."""
+        if pooling == "cls+mean":
+            return torch.cat([self.pool(tokens, "cls"), self.pool(tokens, "mean")], dim=-1)
+        return self.model.fc_norm(pool_tokens(tokens, pooling, self.num_prefix_tokens))
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if self._native_head():
             return self.model(pixel_values)
-        tokens = self.model.forward_features(pixel_values)
-        pooled = pool_tokens(tokens, self._head_spec.pooling, self.num_prefix_tokens)
-        if pooled.shape[-1] == self.embed_dim:  # timm's fc_norm (Identity unless built for avg pooling)
-            pooled = self.model.fc_norm(pooled)
+        pooled = self.pool(self.model.forward_features(pixel_values), self._head_spec.pooling)
         return self.model.head(self.model.head_drop(pooled))
 
     # --- save -----------------------------------------------------------------------------

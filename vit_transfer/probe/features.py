@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..data.loader import TransformedItems
 from ..errors import ConfigError
 from ..layers.heads import POOLINGS
 
@@ -44,28 +45,20 @@ class Features:
 
 
 class _IndexedImages(Dataset):
-    """``(image, label)`` items -> ``(pixels, label, index, valid)``; an unreadable image becomes zeros."""
+    """``(image, label)`` items -> ``(pixels, label, index, valid)``: an undecodable image becomes zeros,
+    a transform that fails on a decoded one raises naming the file (``TransformedItems``)."""
 
     def __init__(self, dataset, transform: Callable, image_size: tuple[int, int]):
-        self.dataset = dataset
-        self.transform = transform
+        self.items = TransformedItems(dataset, transform)
         self.image_size = image_size
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.items)
 
     def __getitem__(self, index: int):
-        image, label = self.dataset[index]
-        pixels = None
-        if image is not None:
-            try:
-                pixels = self.transform(image)
-            except (OSError, ValueError):  # truncated or corrupt file: PIL decodes lazily, here
-                pixels = None
+        pixels, label, _ = self.items[index]
         valid = pixels is not None
-        if pixels is None:
-            pixels = torch.zeros(3, *self.image_size)
-        return pixels, int(label), index, int(valid)
+        return (pixels if valid else torch.zeros(3, *self.image_size)), label, index, int(valid)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -52,7 +52,8 @@ def head_agreement(model, pixel_values: torch.Tensor, weight: torch.Tensor, bias
     """Largest |model logits - probe logits| on a batch, relative to the probe logits' scale.
 
     Catches a backbone whose classification path differs from ``forward_features`` (e.g. a timm
-    model with an ``fc_norm`` layer), which would make the saved classifier disagree with the probe.
+    model with attention pooling, ``global_pool="map"``), which would make the saved classifier
+    disagree with the probe.
     """
     model.eval()
     with torch.inference_mode():

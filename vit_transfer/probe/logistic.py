@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from ..metrics import topk_correct
+
 
 @dataclass
 class LogisticRegression:
@@ -92,11 +94,10 @@ def fit_logistic_regression(
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
+    """Share of rows whose label is among the ``k`` best scores (the training loop's ``topk_correct``)."""
     if labels.numel() == 0:
         return float("nan")
-    k = min(k, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    return float((top == labels.to(top.device)[:, None]).any(dim=1).float().mean())
+    return float(topk_correct(logits, labels.to(logits.device), (k,))[0]) / labels.numel()
 
 
 @dataclass

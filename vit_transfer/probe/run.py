@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.splits import stratified_split
 from ..errors import DataError
 from .cache import FeatureCache, cached_features, model_digest
 from .config import ProbeConfig, ProbeRecipe
@@ -30,17 +31,9 @@ HEAD_TOLERANCE = 1e-3  # relative logit difference above which the saved classif
 
 
 def stratified_holdout(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(keep, held_out)`` row indices: ``fraction`` of each class (at least one, if it has two) held out."""
-    generator = torch.Generator().manual_seed(seed)
-    keep, held = [], []
-    for c in torch.unique(labels):
-        rows = torch.nonzero(labels == c).flatten()
-        rows = rows[torch.randperm(len(rows), generator=generator)]
-        n = int(round(fraction * len(rows)))
-        n = min(max(n, 1), len(rows) - 1) if len(rows) > 1 else 0
-        held.append(rows[:n])
-        keep.append(rows[n:])
-    return torch.cat(keep).sort().values, torch.cat(held).sort().values
+    """``(keep, held_out)`` row indices: ``data.stratified_split`` of ``labels`` (the one stratified split)."""
+    keep, held = stratified_split(labels.cpu().numpy(), fraction, seed)
+    return torch.from_numpy(keep), torch.from_numpy(held)
 
 
 def run_linear_probe(
@@ -218,7 +211,7 @@ def _save_probe(model, datasets, probe, config, pooling, transform, report, outp
         if gap > HEAD_TOLERANCE:
             result.notes.append(
                 f"the saved classifier's logits differ from the probe's by {gap:.2g} (relative): this backbone's "
-                "classification path is not the feature path (e.g. a timm fc_norm); prefer linear_head.safetensors"
+                "classification path is not the feature path (e.g. timm attention pooling); prefer linear_head.safetensors"
             )
     model.save(output_dir / "model")
     result.model_dir = str(output_dir / "model")

@@ -1,12 +1,9 @@
-"""The one Accelerate training loop: ``train(recipe)`` for runs, ``fit(...)`` for library callers."""
+"""The one Accelerate training loop: ``train(recipe)`` for runs, ``fit(...)`` / ``TrainingRunner`` for library callers."""
 
-from .checkpoints import list_checkpoints, resolve_resume, rotate_checkpoints, save_checkpoint
+from .checkpoints import list_checkpoints, resolve_resume, rotate_checkpoints, save_checkpoint, verify_checkpoint
 from .config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
-from .ema import WeightEma
-from .evaluation import evaluate_model
-from .loop import FitResult, TrainState, fit
-from .loss import classification_loss
-from .metrics import load_topk_accuracy
+from .evaluation import evaluate_model, prepare_eval_loader
+from .loop import FitResult, TrainingRunner, TrainState, fit
 from .optim import build_optimizer
 from .recipe import TrainRecipe, check_recipe, load_train_recipe
 from .run import TrainResult, prepare_method, train
@@ -14,7 +11,7 @@ from .schedule import build_scheduler
 
 __all__ = [
     "EvalConfig", "FitResult", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig", "TrainRecipe",
-    "TrainResult", "TrainState", "WeightEma", "build_optimizer", "build_scheduler", "check_recipe",
-    "classification_loss", "evaluate_model", "fit", "list_checkpoints", "load_topk_accuracy", "load_train_recipe",
-    "prepare_method", "resolve_resume", "rotate_checkpoints", "save_checkpoint", "train",
+    "TrainResult", "TrainState", "TrainingRunner", "build_optimizer", "build_scheduler", "check_recipe",
+    "evaluate_model", "fit", "list_checkpoints", "load_train_recipe", "prepare_eval_loader", "prepare_method",
+    "resolve_resume", "rotate_checkpoints", "save_checkpoint", "train", "verify_checkpoint",
 ]

@@ -55,15 +55,18 @@ def resolve_precision(precision: str, cpu: bool = False) -> str:
 
 
 def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "none",
-                     project_dir: "str | Path | None" = None):
+                     project_dir: "str | Path | None" = None, grad_accum_steps: int = 1):
     """An ``Accelerator`` for one training run.
 
     In a single process the global Accelerate state is reset first, so several runs with different
     precisions can follow each other in one Python session (tests, the quickstart, notebooks).
     Under ``accelerate launch`` with several processes the state is left alone.
     The scheduler is stepped by the loop itself once per optimiser step (not once per process).
+    Accumulation counts micro-batches across epoch ends (``sync_with_dataloader=False``), so every
+    optimiser step averages exactly ``grad_accum_steps`` of them.
     """
     from accelerate import Accelerator
+    from accelerate.utils import GradientAccumulationPlugin
     from accelerate.state import AcceleratorState
 
     if not _launched_distributed() and AcceleratorState._shared_state:
@@ -75,4 +78,5 @@ def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "
         log_with=trackers,
         project_dir=str(project_dir) if project_dir is not None else None,
         step_scheduler_with_optimizer=False,
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=grad_accum_steps, sync_with_dataloader=False),
     )

@@ -1,22 +1,34 @@
-"""Checkpoint folders: atomic writes, rotation, and finding the one to resume from.
+"""Checkpoint folders: atomic writes, a manifest that proves them whole, rotation, and resume lookup.
 
-A checkpoint is written into ``checkpoints/.tmp-step_XXXXXXXX`` and renamed to ``step_XXXXXXXX``
-only when every process has finished writing, so a run killed mid-save leaves a temp folder that
-``latest`` ignores, never a half-written checkpoint that it would pick.
+A checkpoint is written into ``checkpoints/.tmp-step_XXXXXXXX``: Accelerate's ``save_state`` (model,
+optimiser, RNG streams), then the loop's own state as JSON and the EMA weights as safetensors, then
+``manifest.json`` (every file's size and sha256) last, and only then renamed to ``step_XXXXXXXX``.
+A run killed mid-save leaves a temp folder that ``latest`` ignores; a file damaged later (a full
+disk, a truncated copy) fails the manifest, and ``latest`` falls back to the newest intact one.
+
+Rotation is ours, not ``ProjectConfiguration(total_limit=...)``: Accelerate's only works with its
+automatic ``checkpoint_N`` naming, deletes the oldest *before* writing and writes in place, so a
+crash mid-save could leave one checkpoint fewer and a half-written newest one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
+from ..models.builtin import sha256_file
 
 CHECKPOINT_DIR = "checkpoints"
 STEP_DIR = re.compile(r"^step_(\d{8})$")
 TMP_PREFIX = ".tmp-"
+MANIFEST = "manifest.json"
+LOOP_STATE = "loop_state.json"
+EMA_WEIGHTS = "ema.safetensors"
 
 
 def checkpoint_name(step: int) -> str:
@@ -24,7 +36,7 @@ def checkpoint_name(step: int) -> str:
 
 
 def list_checkpoints(output_dir: "str | Path") -> list[Path]:
-    """Complete checkpoints under ``output_dir/checkpoints``, oldest first."""
+    """Published (renamed) checkpoints under ``output_dir/checkpoints``, oldest first."""
     root = Path(output_dir) / CHECKPOINT_DIR
     if not root.is_dir():
         return []
@@ -37,15 +49,46 @@ def checkpoint_step(path: "str | Path") -> int | None:
     return int(match.group(1)) if match else None
 
 
+def write_manifest(folder: Path) -> None:
+    """Record every file's size and sha256; written last, it marks the checkpoint complete."""
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Raise ``CheckpointError`` naming the first file that is missing, resized or altered."""
+    manifest = folder / MANIFEST
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{manifest} is missing or unreadable ({exc}): the checkpoint is incomplete") from exc
+    for name, expect in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file {path} is missing")
+        if path.stat().st_size != expect["bytes"] or sha256_file(path) != expect["sha256"]:
+            raise CheckpointError(f"checkpoint file {path} is damaged: its size or sha256 differs from {MANIFEST}")
+
+
 def resolve_resume(resume: str | None, output_dir: "str | Path | None") -> Path | None:
-    """``None`` -> start fresh; ``"latest"`` -> newest complete checkpoint (or fresh if none); else a folder."""
+    """``None`` -> start fresh; ``"latest"`` -> the newest intact checkpoint (or fresh if none); else a folder.
+
+    ``latest`` skips, with a warning naming it, a checkpoint that fails its manifest; an explicit
+    folder that fails it is an error.
+    """
     if resume is None or resume == "":
         return None
     if resume == "latest":
         if output_dir is None:
             raise CheckpointError("train.resume_from_checkpoint=latest needs an output directory to look in")
-        found = list_checkpoints(output_dir)
-        return found[-1] if found else None
+        for path in reversed(list_checkpoints(output_dir)):
+            try:
+                verify_checkpoint(path)
+                return path
+            except CheckpointError as exc:
+                warnings.warn(f"skipping checkpoint {path.name}: {exc}", stacklevel=2)
+        return None
     path = Path(resume)
     if not path.is_dir():
         raise CheckpointError(
@@ -54,6 +97,7 @@ def resolve_resume(resume: str | None, output_dir: "str | Path | None") -> Path 
         )
     if path.name.startswith(TMP_PREFIX):
         raise CheckpointError(f"{path} is an unfinished checkpoint (a run died while writing it); pick a step_* folder")
+    verify_checkpoint(path)
     return path
 
 
@@ -71,8 +115,11 @@ def stale_checkpoints(output_dir: "str | Path", overwrite: bool) -> list[Path]:
     return old
 
 
-def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int) -> Path:
-    """``accelerator.save_state`` into a temp folder, then rename it into place and rotate old ones."""
+def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int, loop_state: dict,
+                    ema=None) -> Path:
+    """Write a checkpoint into a temp folder, seal it with a manifest, rename it into place, rotate."""
+    from safetensors.torch import save_model
+
     root = Path(output_dir) / CHECKPOINT_DIR
     final = root / checkpoint_name(step)
     tmp = root / (TMP_PREFIX + checkpoint_name(step))
@@ -84,6 +131,10 @@ def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int)
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        (tmp / LOOP_STATE).write_text(json.dumps(loop_state))
+        if ema is not None:  # every process holds the same average: the main one writes it
+            save_model(ema.module, str(tmp / EMA_WEIGHTS))
+        write_manifest(tmp)
         _fsync_tree(tmp)
         if final.exists():  # a rerun reached the same step: replace it
             shutil.rmtree(final)
@@ -91,6 +142,20 @@ def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int)
         rotate_checkpoints(output_dir, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator, folder: Path, ema=None) -> dict:
+    """Restore Accelerate's state and the EMA from ``folder``; returns the loop state saved with it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    try:
+        accelerator.load_state(str(folder))
+        if ema is not None:
+            load_model(ema.module, str(folder / EMA_WEIGHTS))
+        return json.loads((folder / LOOP_STATE).read_text())
+    except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot resume from {folder}: {exc}") from exc
 
 
 def rotate_checkpoints(output_dir: "str | Path", keep: int) -> list[Path]:

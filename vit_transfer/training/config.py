@@ -9,6 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ConfigError
+
+
+def require_positive(section: str, **values: "int | float | None") -> None:
+    """Each named value is unset (None) or at least 1; the error names the recipe key."""
+    for key, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{section}.{key} must be at least 1, got {value}")
+
 
 @dataclass
 class OptimConfig:
@@ -51,6 +60,15 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
     cpu: bool = False  # force the CPU even when an accelerator is present
 
+    def __post_init__(self) -> None:  # the one place these values are checked
+        require_positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
+                         grad_accum_steps=self.grad_accum_steps, log_every=self.log_every,
+                         checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints)
+        if self.max_steps is None and (self.epochs is None or self.epochs <= 0):
+            raise ConfigError(f"set train.max_steps (optimiser steps) or train.epochs (positive), got {self.epochs}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"train.ema_decay must be between 0 and 1 (e.g. 0.9999), got {self.ema_decay}")
+
 
 @dataclass
 class EvalConfig:
@@ -58,6 +76,9 @@ class EvalConfig:
 
     every_steps: int | None = None  # null: only at the end
     batch_size: int | None = None  # per process; null: the training micro-batch
+
+    def __post_init__(self) -> None:
+        require_positive("eval", every_steps=self.every_steps, batch_size=self.batch_size)
 
 
 @dataclass
@@ -71,6 +92,10 @@ class OutputConfig:
     hub_repo_id: str | None = None
     hub_private: bool = False
     hub_revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ConfigError("output.push_to_hub is true but output.hub_repo_id is not set (e.g. user/vit-pets)")
 
 
 __all__ = ["EvalConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig"]

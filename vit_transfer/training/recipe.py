@@ -31,20 +31,7 @@ class TrainRecipe:
 
 
 def check_recipe(recipe: TrainRecipe) -> TrainRecipe:
-    """Checks across keys that the schema alone cannot make; each error names the key to change."""
-    t, o = recipe.train, recipe.output
-    if t.max_steps is None and t.epochs is None:
-        raise ConfigError("set train.max_steps (optimiser steps) or train.epochs")
-    for key, value in (("train.max_steps", t.max_steps), ("train.batch_size", t.batch_size),
-                       ("train.grad_accum_steps", t.grad_accum_steps), ("train.log_every", t.log_every),
-                       ("train.checkpoint_every", t.checkpoint_every), ("train.keep_checkpoints", t.keep_checkpoints),
-                       ("eval.every_steps", recipe.eval.every_steps), ("eval.batch_size", recipe.eval.batch_size)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{key} must be at least 1, got {value}")
-    if t.ema_decay is not None and not 0 < t.ema_decay < 1:
-        raise ConfigError(f"train.ema_decay must be between 0 and 1 (e.g. 0.9999), got {t.ema_decay}")
-    if o.push_to_hub and not o.hub_repo_id:
-        raise ConfigError("output.push_to_hub is true but output.hub_repo_id is not set (e.g. user/vit-pets)")
+    """Checks the sections cannot make on their own (the train/eval/output values check themselves)."""
     if recipe.method == "lora" and recipe.lora.r < 1:
         raise ConfigError(f"lora.r must be a positive integer, got {recipe.lora.r}")
     if not 0.0 <= recipe.augment.label_smoothing < 1.0:

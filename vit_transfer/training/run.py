@@ -11,7 +11,6 @@ the previous complete files (and its checkpoints) behind, never half-written one
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 from ..adapters.lora import LoraHandle, apply_lora, merge_lora, save_adapter
 from ..config import to_dict
 from ..errors import ConfigError
+from ..models import load_vit_from_config
 from .accelerator import make_accelerator
 from .checkpoints import resolve_resume, stale_checkpoints
 from .loop import FitResult, Hook, fit
@@ -71,20 +71,6 @@ def micro_batch_size(batch_size: int, num_processes: int, grad_accum_steps: int)
     return batch_size // per
 
 
-def load_model(cfg, num_labels: int, id2label: dict, seed: int):
-    """``load_vit_from_config``, keeping the checkpoint's own size for ``run_info.json``."""
-    from ..models import load_vit_from_config
-
-    native = dataclasses.replace(cfg, image_size=None, patch_size=None, pretrained=True)
-    model = load_vit_from_config(native, num_labels=num_labels, id2label=id2label, seed=seed)
-    original = model.image_size
-    if cfg.image_size is not None or cfg.patch_size is not None:
-        model.resize(cfg.image_size or model.image_size, cfg.patch_size, cfg.interpolation)
-    if not cfg.pretrained:
-        model.reinitialize(seed)
-    return model, original
-
-
 def run_info(recipe: TrainRecipe, model, original_size, command: str | None) -> dict:
     return {
         "base_model": model.source,
@@ -118,7 +104,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     check_recipe(recipe)
     out = Path(recipe.output.dir)
     t = recipe.train
-    acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out)
+    acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out, t.grad_accum_steps)
     micro = micro_batch_size(t.batch_size, acc.num_processes, t.grad_accum_steps)
     if resolve_resume(t.resume_from_checkpoint, out) is None:
         stale_checkpoints(out, recipe.output.overwrite)  # refuse before recipe.yaml of the earlier run is replaced
@@ -128,7 +114,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
 
     with acc.main_process_first():  # downloads and caches happen once
         data = load_image_datasets(recipe.data)
-    model, original_size = load_model(recipe.model, data.num_labels, data.id2label, t.seed)
+    model = load_vit_from_config(recipe.model, data.num_labels, data.id2label, t.seed)
+    original_size = model.original_image_size
     lora = prepare_method(model, recipe.method, recipe.lora)
     if lora is not None:
         acc.print(lora.summary())
@@ -144,7 +131,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         )
     workers = recipe.data.num_workers
     train_loader = make_dataloader(data.train, build_transform(model.preprocessing, True, recipe.augment), micro,
-                                   shuffle=True, seed=t.seed, num_workers=workers, drop_last=True)
+                                   shuffle=True, seed=t.seed, num_workers=workers, drop_last=True,
+                                   balance=recipe.data.balance)
     eval_tf = build_transform(model.preprocessing, False)
     eval_bs = recipe.eval.batch_size or micro
     eval_loader, test_loader = (
@@ -157,9 +145,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     result: FitResult = fit(
         model, train_loader, eval_loader, test_loader=test_loader,
         optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
-        label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform,
-        num_labels=data.num_labels, accelerator=acc, tracker_config=to_dict(recipe), hooks=hooks,
-        overwrite=recipe.output.overwrite,
+        label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform, accelerator=acc,
+        tracker_config=to_dict(recipe), hooks=hooks, overwrite=recipe.output.overwrite,
     )
     model = result.model
     metrics = dict(result.metrics)
