@@ -186,21 +186,16 @@ def cached_features(
     cache: FeatureCache | None,
     transform: Callable | None = None,
     *,
-    pooling: str = "cls",
-    last_n: int = 1,
-    batch_size: int = 64,
-    precision: str = "auto",
-    num_workers: int = 0,
     accelerator=None,
     model_hash: str | None = None,
-    progress: bool = True,
-    desc: str = "features",
+    **options,
 ) -> tuple[Features, bool]:
-    """``extract_features`` through ``cache`` (None: no cache). Returns ``(features, hit)``.
+    """``extract_features(model, dataset, transform, **options)`` through ``cache`` (None: no cache).
 
-    ``model_hash`` skips re-hashing the weights when several splits share one model. Under
-    ``accelerate launch`` every process reads a hit; on a miss all extract their shard and the main
-    process writes the entry.
+    Returns ``(features, hit)``. The key covers the options that shape features (pooling, last_n,
+    precision). ``model_hash`` skips re-hashing the weights when several splits share one model.
+    Under ``accelerate launch`` every process reads a hit; on a miss all extract their shard and the
+    main process writes the entry.
     """
     from accelerate import Accelerator
 
@@ -217,18 +212,15 @@ def cached_features(
             model_hash or model_digest(model),
             preprocessing=model.preprocessing.to_dict(),
             transform=describe_transform(transform),
-            pooling=pooling,
-            last_n=last_n,
-            precision=features_module.resolved_precision(precision, accelerator.device),
+            pooling=options.get("pooling", "cls"),
+            last_n=options.get("last_n", 1),
+            precision=features_module.resolved_precision(options.get("precision", "auto"), accelerator.device),
             dataset_fingerprint=dataset_fingerprint,
         )
         lookup = cache.load(parts)
         if lookup.hit:
             return lookup.features, True
-    feats = features_module.extract_features(
-        model, dataset, transform, pooling=pooling, last_n=last_n, batch_size=batch_size, precision=precision,
-        num_workers=num_workers, accelerator=accelerator, progress=progress, desc=desc,
-    )
+    feats = features_module.extract_features(model, dataset, transform, accelerator=accelerator, **options)
     if cache is not None:
         if accelerator.is_main_process:
             cache.save(parts, feats)
