@@ -216,8 +216,7 @@ def _stage_adapter(run: RunFolder, dest: Path, link: bool) -> StagedModel:
 
 def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
     """Rebuild the training-time base (size, head) from the run's recipe and metadata, load the adapter, merge."""
-    from peft import PeftModel
-
+    from ..adapters.lora import load_adapter, merge_lora
     from ..config import ModelConfig, from_dict
     from ..errors import VitTransferError
     from ..models import load_vit_from_config
@@ -249,10 +248,10 @@ def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
         ) from exc
     logger.info("merging LoRA adapter %s into %s", run.adapter_dir, source)
     try:
-        merged = PeftModel.from_pretrained(base.model, str(run.adapter_dir)).merge_and_unload()
+        load_adapter(base, run.adapter_dir)
     except (RuntimeError, ValueError, KeyError) as exc:
         raise HubError(f"the adapter in {run.adapter_dir} does not fit the base model {source!r}: {exc}") from exc
-    base.model = merged
+    merge_lora(base)
     base.save(dest)
     staged = _summarise_hf(dest, "merged") if base.ecosystem == "hf" else _summarise_timm(dest, "merged")
     return staged
