@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -220,3 +221,36 @@ def test_explicit_bf16_on_a_cpu_that_emulates_it_warns_but_is_kept(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert accel.resolve_precision("bf16") == "bf16"
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_fused_and_default_optimizer_steps_agree(hf_vit_dir, name):
+    """optim.fused (default): torch's fused kernel; the same steps as the per-tensor loop, to float rounding."""
+    models = [load_vit(hf_vit_dir, num_labels=3) for _ in range(2)]
+    cfg = OptimConfig(name=name, lr=0.01, weight_decay=0.05)
+    opts = [build_optimizer(models[0], cfg), build_optimizer(models[1], dataclasses.replace(cfg, fused=False))]
+    assert opts[0].defaults["fused"] and not opts[1].defaults["fused"]  # the CPU has fused kernels (torch >= 2.4)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=gen) for p in models[0].parameters()]
+        for model, opt in zip(models, opts):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    start = load_vit(hf_vit_dir, num_labels=3).state_dict()
+    moved = max((p - start[n]).abs().max().item() for n, p in models[0].state_dict().items())
+    assert moved > 1e-3
+    for (name_, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name_)
+
+
+def test_the_loop_reports_the_fused_optimizer(hf_vit_dir):
+    model = load_vit(hf_vit_dir, num_labels=3)
+    result = fit(model, _colour_loader(model), optim=OptimConfig(name="adamw", lr=0.01), train=TrainConfig(max_steps=1))
+    assert result.metrics["fused_optimizer"] is True
+
+
+@pytest.mark.parametrize("key, value", [("lr", 0.0), ("layer_decay", 1.5)])
+def test_optim_values_are_checked_where_the_recipe_is_read(key, value):
+    with pytest.raises(ConfigError, match=f"optim.{key}"):
+        OptimConfig(**{key: value})

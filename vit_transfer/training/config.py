@@ -32,6 +32,13 @@ class OptimConfig:
     weight_decay: float = 0.0  # applied to matrices only (not biases, norms, position/class tokens)
     clip_grad_norm: float | None = 1.0  # global L2 norm over all trainable parameters; null: no clipping
     layer_decay: float | None = None  # layer-wise lr decay: block i of L gets lr * decay**(L + 1 - i)
+    fused: bool = True  # one fused kernel per step where torch has it for the device (AdamW, SGD); false: torch's default
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"optim.layer_decay must be in (0, 1], got {self.layer_decay}")
 
 
 @dataclass

@@ -111,8 +111,8 @@ class TrainingRunner:
         set_seed(cfg.seed)
         train_loader, eval_loader, test_loader = self.loaders
         loader, self.sampler = reproducible_loader(train_loader, seed=cfg.seed)
-        self.model, self.optimizer, self.loader = acc.prepare(self.model, build_optimizer(self.model, self.optim),
-                                                              loader)
+        optimizer = build_optimizer(self.model, self.optim, acc.device.type)
+        self.model, self.optimizer, self.loader = acc.prepare(self.model, optimizer, loader)
         self.eval_dl, self.test_dl = (prepare_eval_loader(acc, dl) if dl is not None else None
                                       for dl in (eval_loader, test_loader))
         self.unwrapped = acc.unwrap_model(self.model)
@@ -309,6 +309,7 @@ class TrainingRunner:
             "skipped_images": skipped_train + skipped_eval,
             "num_processes": acc.num_processes,
             "precision": acc.mixed_precision,
+            "fused_optimizer": bool(self.optimizer.defaults.get("fused")),
         })
         if self.eval_dl is not None or self.test_dl is not None:
             acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.step)
