@@ -26,4 +26,5 @@ class ModelConfig:
     reuse_matching_head: bool = True  # a checkpoint already trained on exactly these labels keeps its head
     pretrained: bool = True  # False: same architecture, random weights (the control run)
     attention: Literal["sdpa", "eager"] | None = None  # None keeps the library default (sdpa); eager is faster on CPU bf16
+    gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
     scratch: ArchitectureConfig = field(default_factory=ArchitectureConfig)  # used when source == "scratch"

@@ -194,6 +194,13 @@ class HFViT(TransferModel):
     def set_attention(self, implementation: str) -> None:
         self.model.set_attn_implementation(check_attention(implementation))
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        model, kwargs = self.model, {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the older names warn there
+            model.activation_checkpointing_enable(kwargs) if enabled else model.activation_checkpointing_disable()
+        else:
+            model.gradient_checkpointing_enable(kwargs) if enabled else model.gradient_checkpointing_disable()
+
     def _init_backbone(self) -> None:
         # transformers 5 skips parameters flagged as loaded, so build a fresh model and copy its encoder over
         fresh = type(self.model)(self.model.config)

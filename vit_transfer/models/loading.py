@@ -285,4 +285,6 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
         model.reinitialize(seed, cfg.head_init)
     if cfg.attention:
         model.set_attention(cfg.attention)
+    if cfg.gradient_checkpointing:
+        model.set_gradient_checkpointing(True)
     return model

@@ -114,6 +114,9 @@ class TimmViT(TransferModel):
             if hasattr(module, "fused_attn"):  # timm's Attention picks its kernel per call from this flag
                 module.fused_attn = fused
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        self.model.set_grad_checkpointing(enabled)  # timm checkpoints non-reentrantly unless TIMM_REENTRANT_CKPT
+
     def _init_backbone(self) -> None:
         self.model.init_weights()
 
