@@ -27,4 +27,6 @@ class ModelConfig:
     pretrained: bool = True  # False: same architecture, random weights (the control run)
     attention: Literal["sdpa", "eager"] | None = None  # None keeps the library default (sdpa); eager is faster on CPU bf16
     gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
+    drop_path_rate: float = 0.0  # stochastic depth of the last block, linearly less before (timm, HF Dinov2)
+    patch_drop_rate: float = 0.0  # timm only: drop this share of patch tokens per training step (speed)
     scratch: ArchitectureConfig = field(default_factory=ArchitectureConfig)  # used when source == "scratch"

@@ -228,6 +228,28 @@ class TransferModel(nn.Module, abc.ABC):
         """
 
     @abc.abstractmethod
+    def _drop_path_sites(self) -> list[list[tuple[nn.Module, str]]]:
+        """Per block, oldest first, the ``(module, attribute)`` pairs that hold its stochastic-depth layers."""
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth for training (DeiT / BEiT fine-tuning): the last block drops its residual branch
+        with probability ``rate``, earlier ones linearly less (timm's rule, for both ecosystems). Eval is
+        unaffected; not saved with the model."""
+        from timm.layers import DropPath, calculate_drop_path_rates
+
+        from ..errors import ConfigError
+
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"model.drop_path_rate must be in [0, 1), got {rate}")
+        blocks = self._drop_path_sites()
+        if not blocks and rate > 0:
+            raise ConfigError(f"model.drop_path_rate: {type(self.model).__name__} has no stochastic-depth layers "
+                              "(transformers' Dinov2 and every timm ViT do; `vit-transfer convert --to timm` gives one)")
+        for block_rate, sites in zip(calculate_drop_path_rates(rate, len(blocks)), blocks):
+            for module, name in sites:
+                setattr(module, name, DropPath(block_rate) if block_rate > 0 else nn.Identity())
+
+    @abc.abstractmethod
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block's activations in the backward pass instead of storing them (less memory,
         about a third more compute). Non-reentrant, so it works with a frozen backbone and with LoRA."""

@@ -194,6 +194,10 @@ class HFViT(TransferModel):
     def set_attention(self, implementation: str) -> None:
         self.model.set_attn_implementation(check_attention(implementation))
 
+    def _drop_path_sites(self) -> list[list[tuple[nn.Module, str]]]:
+        # Dinov2's layers own a `drop_path`; ViT and DeiT have none
+        return [[(m, "drop_path")] for m in self.backbone.modules() if isinstance(getattr(m, "drop_path", None), nn.Module)]
+
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         model, kwargs = self.model, {"use_reentrant": False}
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x; the older names warn there

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, NotAViTError, UnknownSourceError
+from ..errors import CheckpointError, ConfigError, NotAViTError, UnknownSourceError
 from .base import TransferModel, to_pair
 from .checkpoints import load_state_dict_file, validate_folder
 from .hf_vit import FAMILIES, HEAD_CONFIG_KEY, HFViT, read_hf_preprocessing
@@ -287,4 +287,11 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
         model.set_attention(cfg.attention)
     if cfg.gradient_checkpointing:
         model.set_gradient_checkpointing(True)
+    if cfg.drop_path_rate:
+        model.set_drop_path(cfg.drop_path_rate)
+    if cfg.patch_drop_rate:
+        if not hasattr(model, "set_patch_dropout"):
+            raise ConfigError(f"model.patch_drop_rate is timm's token dropping; {cfg.source} loaded as a "
+                              "transformers model (convert it with `vit-transfer convert --to timm`)")
+        model.set_patch_dropout(cfg.patch_drop_rate)
     return model

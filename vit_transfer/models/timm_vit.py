@@ -114,6 +114,21 @@ class TimmViT(TransferModel):
             if hasattr(module, "fused_attn"):  # timm's Attention picks its kernel per call from this flag
                 module.fused_attn = fused
 
+    def _drop_path_sites(self) -> list[list[tuple[nn.Module, str]]]:
+        names = ("drop_path1", "drop_path2", "drop_path")
+        return [[(block, n) for n in names if hasattr(block, n)] for block in self.model.blocks]
+
+    def set_patch_dropout(self, rate: float) -> None:
+        """timm's token dropping: each training step keeps a random ``1 - rate`` of the patch tokens (prefix
+        tokens always), a speed option; eval sees every token. Not saved with the model."""
+        from timm.layers import PatchDropout
+
+        from ..errors import ConfigError
+
+        if not 0.0 <= rate < 1.0:
+            raise ConfigError(f"model.patch_drop_rate must be in [0, 1), got {rate}")
+        self.model.patch_drop = PatchDropout(rate, num_prefix_tokens=self.model.num_prefix_tokens) if rate else nn.Identity()
+
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         self.model.set_grad_checkpointing(enabled)  # timm checkpoints non-reentrantly unless TIMM_REENTRANT_CKPT
 
