@@ -144,8 +144,13 @@ def test_checkpoints_rotate_and_an_unfinished_one_is_ignored(tmp_path, images, h
     leftover.mkdir()
     (leftover / "model.safetensors").write_bytes(b"\0" * 10)
     assert resolve_resume("latest", out) == out / "checkpoints" / "step_00000006"
-    resumed = train(load_train_recipe(path, ["train.max_steps=8", "train.resume_from_checkpoint=latest"]))
+    resumed = train(load_train_recipe(path, ["train.max_steps=8", "train.resume_from_checkpoint=latest",
+                                             "train.log_every=1"]))
     assert resumed.resumed_from.endswith("step_00000006") and resumed.metrics["steps"] == 8
+    # the schedule is rebuilt for the new length: step 7's lr is an 8-step run's, not 0 past a 6-step end
+    fresh = train(load_train_recipe(path, ["train.max_steps=8", "train.log_every=1", f"output.dir={tmp_path / 'f'}"]))
+    lr = {h["step"]: h["lr"] for h in resumed.history if "lr" in h}
+    assert lr[7] == pytest.approx({h["step"]: h["lr"] for h in fresh.history if "lr" in h}[7]) and lr[7] > 0
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == [
         "step_00000006", "step_00000008"]
 
@@ -199,7 +204,7 @@ def test_a_batch_with_no_decodable_image_is_a_no_op(hf_vit_dir):
 def test_two_cpu_processes_report_the_single_process_metrics(tmp_path, images, hf_vit_dir):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU: same batches, same eval numbers."""
     path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "one",
-                        train={"max_steps": 10, "batch_size": 12})
+                        train={"max_steps": 10, "batch_size": 12}, eval={"batch_size": 5})  # uneven shards
     one = train(load_train_recipe(path)).metrics
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -291,6 +296,13 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_an_explicit_one_refused(tmp_
     (newest / "optimizer.bin").write_bytes(b"x")
     with pytest.raises(CheckpointError, match="step_00000004.*optimizer.bin"):
         train(load_train_recipe(path, [f"train.resume_from_checkpoint={newest}", "train.max_steps=6"]))
+    # no intact checkpoint at all: an error naming each, never a silent fresh start (or, with overwrite, deletion)
+    (out / "checkpoints" / "step_00000006" / "manifest.json").unlink()
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="no intact checkpoint.*step_00000006.*"
+                                                                          "manifest.json.*step_00000004"):
+        train(load_train_recipe(path, ["train.max_steps=8", "train.resume_from_checkpoint=latest",
+                                       "output.overwrite=true"]))
+    assert [p.name for p in list_checkpoints(out)] == ["step_00000004", "step_00000006"]
 
 
 def test_accumulated_micro_batches_give_the_weights_of_one_big_batch(tmp_path, images, hf_vit_dir):
@@ -320,9 +332,15 @@ def test_data_balance_reaches_the_training_sampler(tmp_path, images, hf_vit_dir,
         return loader
 
     monkeypatch.setattr(data_api, "make_dataloader", recording)
-    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "run", data={"balance": True},
-                        train={"max_steps": 2})
-    train(load_train_recipe(path))
-    weights = samplers[0].weights  # the train loader: inverse class frequency, here 3 equal classes
-    assert weights is not None and torch.allclose(weights, weights[0].expand_as(weights))
+    folder = write_image_folder(tmp_path / "imbalanced", per_class=4)
+    for i in range(4, 12):  # class_0 gets 3x the images of the others
+        (folder / "train" / "class_0" / f"{i}.png").write_bytes((folder / "train" / "class_0" / "0.png").read_bytes())
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, folder, tmp_path / "run",
+                        data={"balance": True, "val_fraction": 0.25}, train={"max_steps": 2, "batch_size": 6})
+    run = train(load_train_recipe(path))
+    weights = samplers[0].weights  # the train loader: 1 / (images of the label), per image
+    # 12 / 4 / 4 train images, a quarter of each carved out for eval: 9 / 3 / 3
+    assert weights is not None and len(weights) == 15 and run.metrics["steps"] == 2
+    assert sorted(set(round(float(w) * 9, 6) for w in weights)) == [1.0, 3.0]  # 1/9 for class 0, 1/3 else
+    assert sum(float(w) for w in weights) == pytest.approx(3.0)  # each class weighs the same in total
     assert all(s.weights is None for s in samplers[1:])  # eval and test keep their order

@@ -29,6 +29,7 @@ TMP_PREFIX = ".tmp-"
 MANIFEST = "manifest.json"
 LOOP_STATE = "loop_state.json"
 EMA_WEIGHTS = "ema.safetensors"
+LOOP_COUNTERS = ("step", "epoch", "batch_in_epoch", "images_seen", "train_skipped")  # TrainState's fields
 
 
 def checkpoint_name(step: int) -> str:
@@ -82,12 +83,17 @@ def resolve_resume(resume: str | None, output_dir: "str | Path | None") -> Path 
     if resume == "latest":
         if output_dir is None:
             raise CheckpointError("train.resume_from_checkpoint=latest needs an output directory to look in")
-        for path in reversed(list_checkpoints(output_dir)):
+        found, failures = list_checkpoints(output_dir), []
+        for path in reversed(found):
             try:
                 verify_checkpoint(path)
                 return path
             except CheckpointError as exc:
                 warnings.warn(f"skipping checkpoint {path.name}: {exc}", stacklevel=2)
+                failures.append(f"{path.name}: {exc}")
+        if found:  # never fall back to a fresh run (or, with output.overwrite, delete them) silently
+            raise CheckpointError("train.resume_from_checkpoint=latest: no intact checkpoint in "
+                                  f"{Path(output_dir) / CHECKPOINT_DIR}; " + "; ".join(failures))
         return None
     path = Path(resume)
     if not path.is_dir():
@@ -144,18 +150,24 @@ def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int,
     return final
 
 
-def load_checkpoint(accelerator, folder: Path, ema=None) -> dict:
-    """Restore Accelerate's state and the EMA from ``folder``; returns the loop state saved with it."""
+def load_checkpoint(accelerator, folder: Path, ema=None) -> tuple[dict, int]:
+    """Restore Accelerate's state and the EMA from ``folder``; returns the loop's counters and the
+    scheduler's step saved with it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
+    if ema is not None and not (folder / EMA_WEIGHTS).is_file():
+        raise CheckpointError(f"{folder} has no EMA weights (the run that wrote it had train.ema_decay off); "
+                              "resume with the same train.ema_decay")
     try:
         accelerator.load_state(str(folder))
         if ema is not None:
             load_model(ema.module, str(folder / EMA_WEIGHTS))
-        return json.loads((folder / LOOP_STATE).read_text())
-    except (OSError, RuntimeError, KeyError, ValueError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot resume from {folder}: {exc}") from exc
+        saved = json.loads((folder / LOOP_STATE).read_text())
+        state = {key: int(saved["state"][key]) for key in LOOP_COUNTERS}
+        return state, int(saved["scheduler_step"])
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot resume from {folder}: {type(exc).__name__}: {exc}") from exc
 
 
 def rotate_checkpoints(output_dir: "str | Path", keep: int) -> list[Path]:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from .accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import checkpoint_step, load_checkpoint, resolve_resume, save_checkpoint, stale_checkpoints
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
@@ -122,18 +122,11 @@ class TrainingRunner:
         # timm's EMA, with warmup: a short run's average is not dominated by the initial weights
         self.ema = ModelEmaV3(self.unwrapped, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
 
-        resume = resolve_resume(cfg.resume_from_checkpoint, self.output_dir)
+        resume = self._find_resume()
         if resume is None and self.output_dir is not None:
             self._claim_output_dir()
         if resume is not None:
-            saved = load_checkpoint(acc, resume, self.ema)
-            self.state = TrainState(**saved["state"])
-            self.scheduler.load_state_dict(saved["scheduler"])
-            if checkpoint_step(resume) not in (None, self.state.step):
-                raise ConfigError(f"{resume} holds step {self.state.step}, not the step its name says")
-            self.resumed_from = str(resume)
-            acc.print(f"resumed from {resume} at step {self.state.step} "
-                      f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
+            self._resume(resume)
         if acc.log_with and acc.trackers == []:
             acc.init_trackers(TRACKER_DIR, config=_flat(self.tracker_config or {}))
         self.images_before = self.state.images_seen  # a resumed run times only its own images
@@ -142,6 +135,34 @@ class TrainingRunner:
         self.recent_losses: deque = deque(maxlen=cfg.log_every)
         self.skipped_pending = torch.zeros((), dtype=torch.long, device=acc.device)
         self.eval_seconds = 0.0
+
+    def _find_resume(self) -> Path | None:
+        """The checkpoint to resume from; verified (every file hashed) by the main process alone."""
+        from accelerate.utils import broadcast_object_list
+
+        found = [resolve_resume(self.cfg.resume_from_checkpoint, self.output_dir) if self.acc.is_main_process
+                 else None]
+        if self.acc.num_processes > 1:
+            broadcast_object_list(found)
+        return found[0]
+
+    def _resume(self, folder: Path) -> None:
+        """Weights, optimiser, RNG streams, EMA and counters from ``folder``; the schedule is rebuilt for
+        this run's ``max_steps`` at the saved step, so a run resumed with more steps keeps a live lr."""
+        state, step = load_checkpoint(self.acc, folder, self.ema)
+        if checkpoint_step(folder) not in (None, state["step"]):
+            raise CheckpointError(f"{folder} holds step {state['step']}, not the step its name says")
+        if not self.acc.is_main_process:  # the saved image counts are totals over processes, kept by rank 0
+            state.update(images_seen=0, train_skipped=0)
+        self.state = TrainState(**state)
+        sched = self.scheduler
+        sched.last_epoch, sched._step_count = step, step + 1
+        for group, base, fn in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * fn(step)
+        sched._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self.resumed_from = str(folder)
+        self.acc.print(f"resumed from {folder} at step {self.state.step} "
+                       f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
 
     def _claim_output_dir(self) -> None:
         """Delete an earlier run's checkpoints (``overwrite``) before a fresh run writes its own."""
@@ -164,7 +185,10 @@ class TrainingRunner:
                 logits = self.model(batch["pixel_values"]).float()
                 loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
             else:  # keep the processes in step: a zero-weight pass through every trainable weight
-                dummy = torch.zeros(1, 3, *self.unwrapped.preprocessing.image_size, device=acc.device)
+                shape = tuple(batch["pixel_values"].shape[1:])
+                if 0 in shape:
+                    shape = (3, *self.unwrapped.preprocessing.image_size)
+                dummy = torch.zeros(1, *shape, device=acc.device)
                 loss = self.model(dummy).float().sum() * 0.0
             acc.backward(loss)  # divided by grad_accum_steps by Accelerate
             if acc.sync_gradients and self.optim.clip_grad_norm:
@@ -185,7 +209,8 @@ class TrainingRunner:
     def evaluate(self, loader, desc: str = "eval") -> dict:
         """Scores of the EMA weights when there is an EMA, else of the model."""
         started = time.perf_counter()
-        scores = evaluate_model(self.ema.module if self.ema is not None else self.model, loader, self.acc, desc)
+        # the unwrapped model: DDP would sync buffers before each forward, and the shards are uneven
+        scores = evaluate_model(self.ema.module if self.ema is not None else self.unwrapped, loader, self.acc, desc)
         self.eval_seconds += time.perf_counter() - started
         return scores
 
@@ -193,7 +218,10 @@ class TrainingRunner:
         started = time.perf_counter()
         self.state.train_skipped += int(self.skipped_pending)
         self.skipped_pending.zero_()
-        loop_state = {"state": asdict(self.state), "scheduler": self.scheduler.state_dict()}
+        state = asdict(self.state)  # image counts summed over the processes: a resume may use another number
+        counts = torch.tensor([state["images_seen"], state["train_skipped"]], device=self.acc.device)
+        state["images_seen"], state["train_skipped"] = self.acc.reduce(counts, reduction="sum").tolist()
+        loop_state = {"state": state, "scheduler_step": self.scheduler.last_epoch}
         path = save_checkpoint(self.acc, self.output_dir, self.state.step, self.cfg.keep_checkpoints, loop_state,
                                self.ema)
         self.eval_seconds += time.perf_counter() - started

@@ -23,7 +23,7 @@ from ..config import to_dict
 from ..errors import ConfigError
 from ..models import load_vit_from_config
 from .accelerator import make_accelerator
-from .checkpoints import resolve_resume, stale_checkpoints
+from .checkpoints import stale_checkpoints
 from .loop import FitResult, Hook, fit
 from .outputs import command_line, library_versions, replace_dir, write_json
 from .recipe import TrainRecipe, check_recipe
@@ -106,8 +106,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     t = recipe.train
     acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out, t.grad_accum_steps)
     micro = micro_batch_size(t.batch_size, acc.num_processes, t.grad_accum_steps)
-    if resolve_resume(t.resume_from_checkpoint, out) is None:
-        stale_checkpoints(out, recipe.output.overwrite)  # refuse before recipe.yaml of the earlier run is replaced
+    if not t.resume_from_checkpoint:  # refuse before recipe.yaml of the earlier run is replaced
+        stale_checkpoints(out, recipe.output.overwrite)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_recipe(recipe, out / "recipe.yaml")
