@@ -254,3 +254,18 @@ def test_the_loop_reports_the_fused_optimizer(hf_vit_dir):
 def test_optim_values_are_checked_where_the_recipe_is_read(key, value):
     with pytest.raises(ConfigError, match=f"optim.{key}"):
         OptimConfig(**{key: value})
+
+
+@pytest.mark.parametrize("override", ["schedule.warmup_steps=-1", "schedule.min_lr_ratio=2", "lora.r=0",
+                                      "augment.label_smoothing=1.0", "optim.lr=0", "eval.every_steps=0",
+                                      "model.interpolation=bicubc"])
+def test_a_bad_recipe_value_fails_when_the_recipe_is_read(override):
+    from vit_transfer.training import load_train_recipe
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=key.split(".")[-1] if key != "model.interpolation" else "bicubc"):
+        recipe = load_train_recipe(None, [override])
+        if key == "model.interpolation":  # read when the model is built: the one place it is parsed
+            from vit_transfer.layers import Interpolation
+
+            Interpolation.parse(recipe.model.interpolation)

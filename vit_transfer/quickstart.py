@@ -8,7 +8,6 @@ weights as the control. Everything is library API: ``probe_model`` and ``train``
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass

@@ -31,6 +31,10 @@ class LoraSettings:
     merge: bool = False  # also save a merged plain model to OUTPUT_DIR/model (loads without peft)
     bias: str = "none"  # none | all | lora_only
 
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"lora.r must be a positive integer, got {self.r}")
+
 
 @dataclass
 class LoraHandle:

@@ -47,4 +47,10 @@ class AugmentConfig:
     randaugment: bool = False
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
-    label_smoothing: float = 0.0  # applied by the loss (CrossEntropyLoss accepts soft targets too)
+    label_smoothing: float = 0.0  # applied by the loss (F.cross_entropy takes soft targets too)
+
+    def __post_init__(self) -> None:
+        from ..errors import ConfigError
+
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"augment.label_smoothing must be in [0, 1), got {self.label_smoothing}")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from timm.layers import resample_abs_pos_embed
 
+from ..errors import ConfigError
+
 # Codebases disagree on how to interpolate; these names reproduce each of them exactly.
 INTERPOLATION_PRESETS: dict[str, dict] = {
     # transformers' ViTEmbeddings.interpolate_pos_encoding
@@ -46,7 +48,7 @@ class Interpolation:
         elif spec in MODES:
             base = dict(mode=spec, align_corners=False, antialias=False)
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown interpolation {spec!r}: use one of {MODES} or a preset {tuple(INTERPOLATION_PRESETS)}"
             )
         base.update({k: v for k, v in overrides.items() if v is not None})

@@ -5,13 +5,13 @@ from .config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, Train
 from .evaluation import evaluate_model, prepare_eval_loader
 from .loop import FitResult, TrainingRunner, TrainState, fit
 from .optim import build_optimizer
-from .recipe import TrainRecipe, check_recipe, load_train_recipe
+from .recipe import TrainRecipe, load_train_recipe
 from .run import TrainResult, prepare_method, train
 from .schedule import build_scheduler
 
 __all__ = [
     "EvalConfig", "FitResult", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig", "TrainRecipe",
-    "TrainResult", "TrainState", "TrainingRunner", "build_optimizer", "build_scheduler", "check_recipe",
+    "TrainResult", "TrainState", "TrainingRunner", "build_optimizer", "build_scheduler",
     "evaluate_model", "fit", "list_checkpoints", "load_train_recipe", "prepare_eval_loader", "prepare_method",
     "resolve_resume", "rotate_checkpoints", "save_checkpoint", "train", "verify_checkpoint",
 ]

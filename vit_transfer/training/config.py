@@ -49,6 +49,12 @@ class ScheduleConfig:
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0  # final lr as a fraction of the peak (cosine / linear)
 
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ConfigError(f"schedule.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
 
 @dataclass
 class TrainConfig:

@@ -9,7 +9,6 @@ from typing import Literal
 from ..adapters.lora import LoraSettings
 from ..config import ModelConfig, load_recipe
 from ..data import AugmentConfig, DataConfig
-from ..errors import ConfigError
 from .config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
 
 
@@ -30,15 +29,6 @@ class TrainRecipe:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def check_recipe(recipe: TrainRecipe) -> TrainRecipe:
-    """Checks the sections cannot make on their own (the train/eval/output values check themselves)."""
-    if recipe.method == "lora" and recipe.lora.r < 1:
-        raise ConfigError(f"lora.r must be a positive integer, got {recipe.lora.r}")
-    if not 0.0 <= recipe.augment.label_smoothing < 1.0:
-        raise ConfigError(f"augment.label_smoothing must be in [0, 1), got {recipe.augment.label_smoothing}")
-    return recipe
-
-
 def load_train_recipe(path: "str | Path | None", overrides: "list[str] | None" = None) -> TrainRecipe:
     """Read and validate a training recipe; unknown keys and wrong types fail here, before any work."""
-    return check_recipe(load_recipe(path, overrides, TrainRecipe))
+    return load_recipe(path, overrides, TrainRecipe)

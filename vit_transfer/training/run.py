@@ -26,7 +26,7 @@ from .accelerator import make_accelerator
 from .checkpoints import stale_checkpoints
 from .loop import FitResult, Hook, fit
 from .outputs import command_line, library_versions, replace_dir, write_json
-from .recipe import TrainRecipe, check_recipe
+from .recipe import TrainRecipe
 
 
 @dataclass
@@ -101,7 +101,6 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     """
     from ..data import build_transform, load_image_datasets, make_dataloader, mixup_cutmix
 
-    check_recipe(recipe)
     out = Path(recipe.output.dir)
     t = recipe.train
     acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out, t.grad_accum_steps)

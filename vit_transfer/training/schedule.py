@@ -42,14 +42,10 @@ class WarmupDecay:
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
                     total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Multiplies each parameter group's own lr (layer decay included) by ``WarmupDecay``."""
-    if cfg.warmup_steps < 0:
-        raise ConfigError(f"schedule.warmup_steps must be >= 0, got {cfg.warmup_steps}")
     warmup = cfg.warmup_steps
     if warmup > total_steps:  # e.g. a short smoke run of a long recipe: warm up over the whole run
         warnings.warn(f"schedule.warmup_steps={warmup} exceeds the run's {total_steps} steps; "
                       "warming up over all of them")
         warmup = total_steps
-    if not 0.0 <= cfg.min_lr_ratio <= 1.0:
-        raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
     fn = WarmupDecay(cfg.name, total_steps, warmup, cfg.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
