@@ -27,6 +27,24 @@ def test_package_resources_hold_every_top_level_recipe_byte_for_byte():
     assert list(shipped_recipes()) == [p.stem for p in SOURCES]
 
 
+def test_a_built_wheel_carries_every_recipe_byte_for_byte(tmp_path):
+    """Defect: package-data named a path that matched nothing, so wheels shipped no recipe."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(TOP_LEVEL.parent, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", "quickstart-output", "runs", "outputs", ".venv"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           str(src), "-w", str(tmp_path / "wheel")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with zipfile.ZipFile(next((tmp_path / "wheel").glob("*.whl"))) as wheel:
+        inside = {Path(n).name: wheel.read(n) for n in wheel.namelist() if n.startswith("vit_transfer/assets/recipes/")}
+    assert inside == {p.name: p.read_bytes() for p in SOURCES}
+
+
 def test_recipes_list_prints_each_name_with_its_first_comment_line(capsys):
     assert main(["recipes", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
