@@ -258,6 +258,7 @@ def test_optim_values_are_checked_where_the_recipe_is_read(key, value):
 
 @pytest.mark.parametrize("override", ["schedule.warmup_steps=-1", "schedule.min_lr_ratio=2", "lora.r=0",
                                       "augment.label_smoothing=1.0", "optim.lr=0", "eval.every_steps=0",
+                                      "data.val_fraction=1.0", "data.max_train_samples=0",
                                       "model.interpolation=bicubc"])
 def test_a_bad_recipe_value_fails_when_the_recipe_is_read(override):
     from vit_transfer.training import load_train_recipe

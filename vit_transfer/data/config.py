@@ -33,6 +33,18 @@ class DataConfig:
     max_test_samples: int | None = None
     num_workers: int = 2
     balance: bool = False  # training draws every class equally often (with replacement), seeded per epoch
+
+    def __post_init__(self) -> None:  # checked where the recipe is read
+        from ..errors import ConfigError
+
+        if not isinstance(self.source, str) or not self.source:
+            raise ConfigError(f"data.source must be a dataset id, a path or a built-in name, got {self.source!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+        for key in ("max_train_samples", "max_eval_samples", "max_test_samples"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"data.{key} must be a positive number of images or null, got {value}")
     hub_config: str | None = None  # the Hub dataset's configuration name (``load_dataset(id, name)``)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .base import ImageDataset, digest
 from .config import DataConfig
 from .sources import read_source
@@ -67,7 +67,6 @@ class ImageDatasets:
 
 def load_image_datasets(cfg: DataConfig) -> ImageDatasets:
     """Read ``cfg.source`` and form the train/eval/test splits ``cfg`` asks for."""
-    _validate(cfg)
     found = read_source(cfg)
     available = found.splits
 
@@ -132,17 +131,6 @@ def _cap(dataset: "ImageDataset | None", limit: "int | None", seed: int) -> "Ima
     if dataset is None or limit is None or limit >= len(dataset):
         return dataset
     return dataset.subset(stratified_subset(dataset.labels, limit, seed))
-
-
-def _validate(cfg: DataConfig) -> None:
-    if not isinstance(cfg.source, str) or not cfg.source:
-        raise ConfigError(f"data.source must be a dataset id, a path or a built-in name, got {cfg.source!r}")
-    if not 0.0 <= cfg.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.val_fraction}")
-    for key in ("max_train_samples", "max_eval_samples", "max_test_samples"):
-        value = getattr(cfg, key)
-        if value is not None and value <= 0:
-            raise ConfigError(f"data.{key} must be a positive number of images or null, got {value}")
 
 
 def _labels_of(dataset) -> np.ndarray:
