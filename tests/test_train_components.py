@@ -270,3 +270,52 @@ def test_a_bad_recipe_value_fails_when_the_recipe_is_read(override):
             from vit_transfer.layers import Interpolation
 
             Interpolation.parse(recipe.model.interpolation)
+
+
+def test_compile_traces_one_graph_for_every_batch_size_and_matches_eager(hf_vit_dir, monkeypatch):
+    """train.compile: the batch dimension is dynamic, so batches shortened by undecodable images do not
+    recompile; counted with dynamo's CompileCounter backend (inductor's own numerics are torch's to test)."""
+    from PIL import Image
+    from torch._dynamo.testing import CompileCounter
+
+    from vit_transfer.data import build_transform, make_dataloader
+
+    counter = CompileCounter()
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=counter, **kw))
+    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(24)]
+    items[3] = items[9] = (None, 0)  # two undecodable images: batches of 7, 7 and 8 rows
+    torch._dynamo.reset()
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = load_vit(hf_vit_dir, num_labels=3)
+        loader = make_dataloader(items, build_transform(model.preprocessing, False), 8, shuffle=False)
+        result = fit(model, loader, optim=OptimConfig(name="sgd", lr=0.05),
+                     train=TrainConfig(max_steps=6, log_every=1, compile=compiled))
+        losses.append([h["train_loss"] for h in result.history if "train_loss" in h])
+    assert counter.frame_count == 1  # one graph for 8- and 6-row batches, six steps
+    assert result.metrics["compile_seconds"] > 0
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_with_inductor_gives_the_eager_loss_curve(hf_vit_dir):
+    """The real backend (about 40 s to compile on 2 CPU cores): same losses as eager to float rounding."""
+    from PIL import Image
+
+    from vit_transfer.data import build_transform, make_dataloader
+
+    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(24)]
+    items[3] = (None, 0)
+    torch._dynamo.reset()
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = load_vit(hf_vit_dir, num_labels=3)
+        loader = make_dataloader(items, build_transform(model.preprocessing, False), 8, shuffle=False)
+        result = fit(model, loader, optim=OptimConfig(name="sgd", lr=0.05),
+                     train=TrainConfig(max_steps=6, log_every=1, compile=compiled))
+        losses.append([h["train_loss"] for h in result.history if "train_loss" in h])
+    assert result.metrics["compile_seconds"] > 0
+    assert len(losses[1]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-4)

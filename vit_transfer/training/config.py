@@ -72,6 +72,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept (older ones deleted)
     resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
     cpu: bool = False  # force the CPU even when an accelerator is present
+    compile: bool = False  # torch.compile the training forward/backward (batch dim dynamic: no recompile per size)
 
     def __post_init__(self) -> None:  # the one place these values are checked
         require_positive("train", max_steps=self.max_steps, batch_size=self.batch_size,

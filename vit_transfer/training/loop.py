@@ -117,6 +117,8 @@ class TrainingRunner:
                                       for dl in (eval_loader, test_loader))
         self.unwrapped = acc.unwrap_model(self.model)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.compile:  # after prepare (DDP wraps first) and after model.attention was set; eval stays eager
+            self.model = torch.compile(self.model)
         self.max_steps = resolve_max_steps(cfg, len(self.loader))
         self.scheduler = build_scheduler(self.optimizer, self.schedule, self.max_steps)
         # timm's EMA, with warmup: a short run's average is not dominated by the initial weights
@@ -135,6 +137,7 @@ class TrainingRunner:
         self.recent_losses: deque = deque(maxlen=cfg.log_every)
         self.skipped_pending = torch.zeros((), dtype=torch.long, device=acc.device)
         self.eval_seconds = 0.0
+        self.compile_seconds: float | None = None
 
     def _find_resume(self) -> Path | None:
         """The checkpoint to resume from; verified (every file hashed) by the main process alone."""
@@ -182,7 +185,10 @@ class TrainingRunner:
             if batch["labels"].shape[0] > 0:
                 if self.batch_transform is not None:
                     batch = self.batch_transform(batch)
-                logits = self.model(batch["pixel_values"]).float()
+                pixels = batch["pixel_values"]
+                if self.cfg.compile:  # one graph for every batch size (images dropped as undecodable)
+                    torch._dynamo.mark_dynamic(pixels, 0)
+                logits = self.model(pixels).float()
                 loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
             else:  # keep the processes in step: a zero-weight pass through every trainable weight
                 shape = tuple(batch["pixel_values"].shape[1:])
@@ -249,6 +255,10 @@ class TrainingRunner:
                 learned_from += rows > 0
                 state.images_seen += rows
                 if self.train_step(batch):
+                    if self.cfg.compile and self.compile_seconds is None:  # the first step compiles: timed apart
+                        now = time.perf_counter()
+                        self.compile_seconds, self.train_start = now - self.train_start, now
+                        self.images_before = state.images_seen
                     self._after_optimizer_step()
                     if state.step >= self.max_steps:
                         break
@@ -339,6 +349,8 @@ class TrainingRunner:
             "precision": acc.mixed_precision,
             "fused_optimizer": bool(self.optimizer.defaults.get("fused")),
         })
+        if self.cfg.compile:
+            metrics["compile_seconds"] = self.compile_seconds
         if self.eval_dl is not None or self.test_dl is not None:
             acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.step)
         self.history.append({"step": state.step, **{k: v for k, v in metrics.items()
