@@ -120,15 +120,15 @@ class TrainingRunner:
         if cfg.compile:  # after prepare (DDP wraps first) and after model.attention was set; eval stays eager
             self.model = torch.compile(self.model)
         self.max_steps = resolve_max_steps(cfg, len(self.loader))
-        self.scheduler = build_scheduler(self.optimizer, self.schedule, self.max_steps)
         # timm's EMA, with warmup: a short run's average is not dominated by the initial weights
         self.ema = ModelEmaV3(self.unwrapped, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
 
         resume = self._find_resume()
         if resume is None and self.output_dir is not None:
             self._claim_output_dir()
-        if resume is not None:
-            self._resume(resume)
+        start_step = self._resume(resume) if resume is not None else 0
+        # built after the resume: a run resumed with more steps gets a schedule shaped for them
+        self.scheduler = build_scheduler(self.optimizer, self.schedule, self.max_steps, start_step)
         if acc.log_with and acc.trackers == []:
             acc.init_trackers(TRACKER_DIR, config=_flat(self.tracker_config or {}))
         self.images_before = self.state.images_seen  # a resumed run times only its own images
@@ -149,23 +149,18 @@ class TrainingRunner:
             broadcast_object_list(found)
         return found[0]
 
-    def _resume(self, folder: Path) -> None:
-        """Weights, optimiser, RNG streams, EMA and counters from ``folder``; the schedule is rebuilt for
-        this run's ``max_steps`` at the saved step, so a run resumed with more steps keeps a live lr."""
+    def _resume(self, folder: Path) -> int:
+        """Weights, optimiser, RNG streams, EMA and counters from ``folder``; returns the schedule's step."""
         state, step = load_checkpoint(self.acc, folder, self.ema)
         if checkpoint_step(folder) not in (None, state["step"]):
             raise CheckpointError(f"{folder} holds step {state['step']}, not the step its name says")
         if not self.acc.is_main_process:  # the saved image counts are totals over processes, kept by rank 0
             state.update(images_seen=0, train_skipped=0)
         self.state = TrainState(**state)
-        sched = self.scheduler
-        sched.last_epoch, sched._step_count = step, step + 1
-        for group, base, fn in zip(self.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
-            group["lr"] = base * fn(step)
-        sched._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.resumed_from = str(folder)
         self.acc.print(f"resumed from {folder} at step {self.state.step} "
                        f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
+        return step
 
     def _claim_output_dir(self) -> None:
         """Delete an earlier run's checkpoints (``overwrite``) before a fresh run writes its own."""

@@ -39,13 +39,17 @@ class WarmupDecay:
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * shape
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
-                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Multiplies each parameter group's own lr (layer decay included) by ``WarmupDecay``."""
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, total_steps: int,
+                    start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Multiplies each parameter group's own lr (layer decay included) by ``WarmupDecay``.
+
+    ``start_step`` resumes the schedule there (torch's ``last_epoch``; the optimizer's groups then hold
+    ``initial_lr`` from the checkpoint): shaped for this run's ``total_steps``, whatever the saved run had.
+    """
     warmup = cfg.warmup_steps
     if warmup > total_steps:  # e.g. a short smoke run of a long recipe: warm up over the whole run
         warnings.warn(f"schedule.warmup_steps={warmup} exceeds the run's {total_steps} steps; "
                       "warming up over all of them")
         warmup = total_steps
     fn = WarmupDecay(cfg.name, total_steps, warmup, cfg.min_lr_ratio)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn, last_epoch=start_step - 1)
