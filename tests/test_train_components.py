@@ -119,13 +119,29 @@ def test_topk_correct_counts_on_the_device_and_caps_k_at_the_classes():
     assert topk_correct(scores[:, :3], torch.tensor([0, 0, 0, 2]), (1, 5)).tolist() == [1, 4]  # 3 classes: top-5 = all
 
 
-def _colour_loader(model, n=24, batch=8):
+def _colour_loader(model, n=24, batch=8, shuffle=True, broken=()):
+    """Solid-colour images of 3 classes; the indices in ``broken`` are undecodable."""
     from PIL import Image
 
     from vit_transfer.data import build_transform, make_dataloader
 
-    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(n)]
-    return make_dataloader(items, build_transform(model.preprocessing, False), batch, shuffle=True)
+    items = [(None if i in broken else Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3)
+             for i in range(n)]
+    return make_dataloader(items, build_transform(model.preprocessing, False), batch, shuffle=shuffle)
+
+
+def _eager_and_compiled(hf_vit_dir, broken: tuple[int, ...]) -> tuple[list[list[float]], dict]:
+    """Per-step train losses of the same 6-step run eager and with train.compile; the compiled run's metrics."""
+    torch._dynamo.reset()
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = load_vit(hf_vit_dir, num_labels=3)
+        result = fit(model, _colour_loader(model, shuffle=False, broken=broken),
+                     optim=OptimConfig(name="sgd", lr=0.05),
+                     train=TrainConfig(max_steps=6, log_every=1, compile=compiled))
+        losses.append([h["train_loss"] for h in result.history if "train_loss" in h])
+    return losses, result.metrics
 
 
 def test_ema_of_a_short_run_follows_the_trained_weights(hf_vit_dir):
@@ -275,47 +291,20 @@ def test_a_bad_recipe_value_fails_when_the_recipe_is_read(override):
 def test_compile_traces_one_graph_for_every_batch_size_and_matches_eager(hf_vit_dir, monkeypatch):
     """train.compile: the batch dimension is dynamic, so batches shortened by undecodable images do not
     recompile; counted with dynamo's CompileCounter backend (inductor's own numerics are torch's to test)."""
-    from PIL import Image
     from torch._dynamo.testing import CompileCounter
-
-    from vit_transfer.data import build_transform, make_dataloader
 
     counter = CompileCounter()
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=counter, **kw))
-    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(24)]
-    items[3] = items[9] = (None, 0)  # two undecodable images: batches of 7, 7 and 8 rows
-    torch._dynamo.reset()
-    losses = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = load_vit(hf_vit_dir, num_labels=3)
-        loader = make_dataloader(items, build_transform(model.preprocessing, False), 8, shuffle=False)
-        result = fit(model, loader, optim=OptimConfig(name="sgd", lr=0.05),
-                     train=TrainConfig(max_steps=6, log_every=1, compile=compiled))
-        losses.append([h["train_loss"] for h in result.history if "train_loss" in h])
-    assert counter.frame_count == 1  # one graph for 8- and 6-row batches, six steps
-    assert result.metrics["compile_seconds"] > 0
+    losses, metrics = _eager_and_compiled(hf_vit_dir, broken=(3, 9))  # batches of 7, 7 and 8 rows
+    assert counter.frame_count == 1  # one graph for 7- and 8-row batches, six steps
+    assert metrics["compile_seconds"] > 0
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
 @pytest.mark.slow
 def test_compile_with_inductor_gives_the_eager_loss_curve(hf_vit_dir):
     """The real backend (about 40 s to compile on 2 CPU cores): same losses as eager to float rounding."""
-    from PIL import Image
-
-    from vit_transfer.data import build_transform, make_dataloader
-
-    items = [(Image.new("RGB", (32, 32), tuple(200 * (i % 3 == c) for c in range(3))), i % 3) for i in range(24)]
-    items[3] = (None, 0)
-    torch._dynamo.reset()
-    losses = []
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = load_vit(hf_vit_dir, num_labels=3)
-        loader = make_dataloader(items, build_transform(model.preprocessing, False), 8, shuffle=False)
-        result = fit(model, loader, optim=OptimConfig(name="sgd", lr=0.05),
-                     train=TrainConfig(max_steps=6, log_every=1, compile=compiled))
-        losses.append([h["train_loss"] for h in result.history if "train_loss" in h])
-    assert result.metrics["compile_seconds"] > 0
+    losses, metrics = _eager_and_compiled(hf_vit_dir, broken=(3,))
+    assert metrics["compile_seconds"] > 0
     assert len(losses[1]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-4)
