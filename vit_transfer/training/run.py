@@ -194,7 +194,7 @@ def write_test_evaluation(model, test_split, id2label: dict, acc, out: Path, bat
                       desc="test report")
     if not acc.is_main_process:
         return
-    result.write(out / EVALUATION_DIR)
+    replace_dir(result.write, out / EVALUATION_DIR)  # atomically, like the rest of the run folder
     if tensorboard and importlib.util.find_spec("tensorboard") is not None:
         from torch.utils.tensorboard import SummaryWriter
 
