@@ -263,3 +263,14 @@ def test_adapter_outputs_load_and_predict_like_the_trained_model(lora_run, folde
         got = torch.tensor([[dict(zip(r.labels, r.probabilities))[NAMES[i]] for i in range(3)] for r in rows])
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
         assert model.id2label == NAMES
+
+
+def test_unusable_inputs_are_errors_naming_them(tmp_path):
+    with pytest.raises(DataError, match="no such image, folder or table: .*nope"):
+        collect_images(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty holds no image files"):
+        collect_images(tmp_path / "empty")
+    (tmp_path / "t.csv").write_text("file\na.png\n")
+    with pytest.raises(DataError, match="column 'image' not found.*available columns: file.*--image-column"):
+        collect_images(tmp_path / "t.csv")

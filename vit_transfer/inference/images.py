@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..data.images import is_image_file
+from ..data.images import IMAGE_EXTENSIONS, is_image_file
 from ..data.sources import TABLE_SUFFIXES
 from ..errors import DataError
 
@@ -23,7 +23,7 @@ def collect_images(inputs: "str | Path | Iterable[str | Path]", image_column: st
         if path.is_dir():
             found = _folder_images(path)
             if not found:
-                raise DataError(f"{path} holds no image files ({', '.join(sorted(_suffixes()))})")
+                raise DataError(f"{path} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             refs.extend(found)
         elif path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
             refs.extend(_table_images(path, image_column))
@@ -45,15 +45,10 @@ def _folder_images(folder: Path) -> list[str]:
 
 
 def _table_images(path: Path, image_column: str) -> "list[str | bytes]":
-    from ..data.table import _image_refs, check_columns, read_table
+    from ..data.table import _image_refs, read_table
 
-    kind = TABLE_SUFFIXES[path.suffix.lower()]
-    table = read_table(path, kind)
-    check_columns(list(table.columns), {"image_column": image_column}, str(path))
+    table = read_table(path, TABLE_SUFFIXES[path.suffix.lower()])
+    if image_column not in table.columns:
+        raise DataError(f"column {image_column!r} not found in {path}; available columns: "
+                        f"{', '.join(map(str, table.columns))} (pass --image-column / image_column=)")
     return _image_refs(table[image_column].dropna().tolist(), path.parent, str(path))
-
-
-def _suffixes() -> set[str]:
-    from ..data.images import IMAGE_EXTENSIONS
-
-    return set(IMAGE_EXTENSIONS)
