@@ -232,6 +232,12 @@ def test_a_training_run_writes_the_test_report_and_logs_the_figure(tmp_path, hf_
         tags |= set(EventAccumulator(str(events)).Reload().Tags()["images"])
     assert "test/confusion_matrix" in tags
 
+    images = collect_images(folder / "test" / "class_2")
+    from_folder = predict(out, images, top_k=3, progress=False).predictions  # the run folder: its model/
+    expected = oracle_probabilities(result.model.eval(), images)
+    got = torch.tensor([[dict(zip(r.labels, r.probabilities))[NAMES[i]] for i in range(3)] for r in from_folder])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, timm_vit_dir, folder):
