@@ -18,6 +18,8 @@ COMMANDS = {
     "convert": "convert",
     "train": "train",
     "probe": "probe",
+    "predict": "predict",
+    "evaluate": "evaluate",
     "push": "push",
     "quickstart": "quickstart",
     "recipes": "recipes",
