@@ -84,15 +84,15 @@ def score_dataset(
 ) -> Scores:
     """Score every image of ``dataset`` (items ``(PIL.Image | None, label)``) with ``model``.
 
-    ``transform`` defaults to the model's eval transform. ``targets`` (one class id of the model per
+    ``transform`` defaults to the model's eval transform (stopping at uint8). ``targets`` (one class id of the model per
     item) adds each image's log-probability of its true class (the loss). Every process calls this
     and every process gets the whole result. The model's train/eval mode is restored afterwards.
     """
     from ..data import build_transform, make_dataloader
     from ..training.evaluation import prepare_eval_loader
 
-    if transform is None:
-        transform = build_transform(model.preprocessing, train=False)
+    if transform is None:  # uint8 out of the workers; the model normalises on its device
+        transform = build_transform(model.preprocessing, train=False, normalize=False)
     device = accelerator.device
     k = max(1, min(int(top_k), int(model.num_labels)))
     loader = make_dataloader(PositionLabelled(dataset), transform, batch_size, shuffle=False, num_workers=num_workers)

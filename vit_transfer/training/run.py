@@ -163,7 +163,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     model = result.model
     metrics = dict(result.metrics)
     if data.test is not None:
-        write_test_evaluation(model, data.test, data.id2label, acc, out, eval_bs, workers,
+        write_test_evaluation(model, test_ds, data.id2label, acc, out, eval_bs, dc.num_workers,
                               tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     if lora is not None:
         metrics.update({"trainable_parameters": lora.trainable_parameters,
