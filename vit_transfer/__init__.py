@@ -46,6 +46,11 @@ _LAZY = {
     "linear_probe": "vit_transfer.probe",
     "push_run": "vit_transfer.hub",
     "run_quickstart": "vit_transfer.quickstart",
+    "inspect_model": "vit_transfer.diagnostics",
+    "capture_attention": "vit_transfer.diagnostics",
+    "attention_rollout": "vit_transfer.diagnostics",
+    "mean_attention_distance": "vit_transfer.diagnostics",
+    "pos_embed_similarity": "vit_transfer.diagnostics",
     "QuickstartConfig": "vit_transfer.quickstart",
 }
 

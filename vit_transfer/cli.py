@@ -21,6 +21,7 @@ COMMANDS = {
     "push": "push",
     "quickstart": "quickstart",
     "recipes": "recipes",
+    "inspect": "inspect",
 }
 
 
