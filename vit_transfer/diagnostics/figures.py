@@ -80,7 +80,7 @@ def plot_rollout(images: Sequence[np.ndarray], maps: np.ndarray, path: "str | Pa
         ax.axis("off")
     for ax, image, heat in zip(axes.flat, images, maps):
         h, w = image.shape[:2]
-        ax.imshow(image)
+        ax.imshow(image, extent=(0, w, h, 0))
         ax.imshow(heat / max(float(heat.max()), 1e-12), cmap="jet", alpha=0.45, extent=(0, w, h, 0),
                   interpolation="bilinear", vmin=0, vmax=1)
     fig.suptitle("Attention rollout", fontsize=10)
