@@ -6,7 +6,13 @@ position table; ``inspect_model`` writes the figures and ``inspect.json`` (``vit
 See docs/inspect.md.
 """
 
-from .attention_distance import mean_attention_distance, model_attention_distance, patch_attention, patch_distances
+from .attention_distance import (
+    mean_attention_distance,
+    model_attention_distance,
+    patch_attention,
+    patch_distances,
+    uniform_attention_distance,
+)
 from .capture import attention_state, capture_attention, eager_attention
 from .pos_embed_similarity import (
     locality,
@@ -37,4 +43,5 @@ __all__ = [
     "patch_distances",
     "pos_embed_similarity",
     "resized_table",
+    "uniform_attention_distance",
 ]

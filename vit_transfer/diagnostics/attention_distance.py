@@ -20,6 +20,11 @@ def patch_distances(grid: tuple[int, int], patch_size: tuple[int, int]) -> torch
     return torch.sqrt((y[:, None] - y[None, :]) ** 2 + (x[:, None] - x[None, :]) ** 2)
 
 
+def uniform_attention_distance(grid: tuple[int, int], patch_size: tuple[int, int]) -> float:
+    """The distance a head that attends to every patch equally reports: the mean pairwise patch distance."""
+    return float(patch_distances(grid, patch_size).mean())
+
+
 def patch_attention(attention: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     """Patch-to-patch part of ``(..., N, N)`` attention, each row renormalised to sum to one over patch keys."""
     patches = attention[..., num_prefix_tokens:, num_prefix_tokens:]

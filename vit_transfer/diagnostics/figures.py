@@ -17,8 +17,11 @@ def _pyplot():
     return plt
 
 
-def plot_attention_distance(distances: Mapping[str, np.ndarray], path: "str | Path", patch_size: int | None = None) -> Path:
-    """Heads as dots against depth (one colour per model): ``distances[name]`` is ``(blocks, heads)`` pixels."""
+def plot_attention_distance(distances: Mapping[str, np.ndarray], path: "str | Path",
+                            uniform: Mapping[str, float] | None = None) -> Path:
+    """Heads as dots against depth (one colour per model): ``distances[name]`` is ``(blocks, heads)`` pixels.
+
+    ``uniform[name]`` draws the distance of a head attending to every patch equally (a dashed line)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     markers = "os^D"
@@ -28,7 +31,10 @@ def plot_attention_distance(distances: Mapping[str, np.ndarray], path: "str | Pa
         offset = (k - (len(distances) - 1) / 2) * 0.12
         x = np.repeat(np.arange(1, blocks + 1), heads) + offset
         ax.scatter(x, values.reshape(-1), s=18, alpha=0.75, marker=markers[k % len(markers)], label=name)
-        ax.plot(np.arange(1, blocks + 1) + offset, values.mean(1), alpha=0.5, linewidth=1)
+        line = ax.plot(np.arange(1, blocks + 1) + offset, values.mean(1), alpha=0.5, linewidth=1)[0]
+        if uniform and name in uniform:
+            ax.axhline(uniform[name], linestyle="--", linewidth=1, color=line.get_color(),
+                       label=f"{name}: uniform attention")
     ax.set_xlabel("block (depth)")
     ax.set_ylabel("mean attention distance (pixels)")
     ax.set_title("Mean attention distance per head")

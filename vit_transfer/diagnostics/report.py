@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .attention_distance import model_attention_distance
+from .attention_distance import model_attention_distance, uniform_attention_distance
 from .capture import capture_attention
 from .pos_embed_similarity import locality, model_pos_embed_similarity, pos_embed_similarity, resized_table
 from .rollout import attention_rollout
@@ -103,6 +103,7 @@ def inspect_model(
     interpolation: str = "bicubic",
     image_names: Sequence[str] | None = None,
     labels: Sequence[str] = ("model", "compare"),
+    rollout_figure_images: int = 8,
 ) -> dict:
     """Write ``attention_distance.png``, ``pos_embed_similarity.png``, ``rollout*.png`` and ``inspect.json``.
 
@@ -110,7 +111,8 @@ def inspect_model(
     prepared with each model's own eval transform. ``image_size`` adds the resized table beside the
     model's own and measures attention on a resized copy (the model itself is left as it is).
     ``compare`` is a second ``TransferModel`` measured the same way, with the per-block shift of mean
-    attention distance (``compare - model``). Returns what ``inspect.json`` holds.
+    attention distance (``compare - model``). The rollout figure shows the first ``rollout_figure_images``
+    images; ``inspect.json`` holds every image's map. Returns what ``inspect.json`` holds.
     """
     from .figures import plot_attention_distance, plot_pos_embed_similarity, plot_rollout
 
@@ -122,6 +124,7 @@ def inspect_model(
                     "rollout_settings": {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "query": query},
                     "images": names, "models": {}, "figures": []}
     distance_panels: dict = {}
+    uniform: dict = {}
     similarity_panels: dict = {}
     for label, subject in zip(labels, [model] + ([compare] if compare is not None else [])):
         entry = {"model": model_summary(subject)}
@@ -137,12 +140,15 @@ def inspect_model(
             per_head = found["distances"].mean(1)  # over images
             entry["attention_distance"] = {
                 "unit": "pixels", "per_head": per_head.tolist(), "per_block": per_head.mean(1).tolist(),
+                "uniform_attention": uniform_attention_distance(measured.grid_size, measured.patch_size),
                 "per_image": found["distances"].permute(1, 0, 2).tolist(),
             }
             entry["rollout"] = found["rollout"].tolist()
             distance_panels[label] = per_head.numpy()
+            uniform[label] = entry["attention_distance"]["uniform_attention"]
             rollout_path = output / f"rollout_{label}.png"
-            plot_rollout(found["pictures"], found["rollout"].numpy(), rollout_path)
+            shown = min(len(images), rollout_figure_images)
+            plot_rollout(found["pictures"][:shown], found["rollout"][:shown].numpy(), rollout_path)
             result["figures"].append(rollout_path.name)
         result["models"][label] = entry
     if compare is not None and distance_panels.get(labels[1]) is not None and labels[0] in distance_panels:
@@ -152,7 +158,7 @@ def inspect_model(
     plot_pos_embed_similarity(similarity_panels, output / "pos_embed_similarity.png")
     result["figures"].append("pos_embed_similarity.png")
     if distance_panels:
-        plot_attention_distance(distance_panels, output / "attention_distance.png")
+        plot_attention_distance(distance_panels, output / "attention_distance.png", uniform=uniform)
         result["figures"].append("attention_distance.png")
     (output / "inspect.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
