@@ -228,3 +228,16 @@ def test_inspect_command_writes_figures_and_the_numbers_behind_them(tmp_path, hf
     expected = model_attention_distance(maps, model).mean(1)
     np.testing.assert_allclose(entry["attention_distance"]["per_head"], expected.numpy(), rtol=1e-6)
     assert len(entry["rollout"]) == len(images) == report["num_images"]
+
+
+@pytest.mark.parametrize("model_type,prefix", [("dinov2", 1), ("dinov2_with_registers", 5)])
+def test_hf_dinov2_families_capture_with_their_prefix_tokens(model_type, prefix):
+    extra = {"num_register_tokens": 4} if model_type == "dinov2_with_registers" else {}
+    model = HFViT(tiny_hf_vit(model_type, **extra))
+    x = torch.randn(2, 3, 32, 32)
+    before = model(x)
+    maps = capture_attention(model, x)
+    assert model.num_prefix_tokens == prefix and maps[0].shape == (2, 2, prefix + 16, prefix + 16)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, prefix + 16))
+    torch.testing.assert_close(model(x), before)
+    assert attention_rollout(maps, prefix, model.grid_size, query="prefix").shape == (2, 4, 4)
