@@ -207,8 +207,12 @@ def test_inspect_command_writes_figures_and_the_numbers_behind_them(tmp_path, hf
 
     out = tmp_path / "out"
     folder = image_folder / "test" / "class_0"
+    run_folder = tmp_path / "run"  # a training run's folder stands for its model/
+    (run_folder / "model").mkdir(parents=True)
+    for f in hf_vit_dir.iterdir():
+        (run_folder / "model" / f.name).write_bytes(f.read_bytes())
     assert main(["inspect", str(hf_vit_dir), "--images", str(folder), "--image-size", "48",
-                 "--compare", str(hf_vit_dir), "--output", str(out)]) == 0
+                 "--compare", str(run_folder), "--output", str(out)]) == 0
     report = json.loads((out / "inspect.json").read_text())
     for name in ("attention_distance.png", "pos_embed_similarity.png", "rollout_model.png", "rollout_compare.png"):
         assert (out / name).stat().st_size > 1000 and name in report["figures"]
@@ -241,3 +245,10 @@ def test_hf_dinov2_families_capture_with_their_prefix_tokens(model_type, prefix)
     torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 2, prefix + 16))
     torch.testing.assert_close(model(x), before)
     assert attention_rollout(maps, prefix, model.grid_size, query="prefix").shape == (2, 4, 4)
+
+
+def test_inspect_command_names_a_missing_image_path(tmp_path, hf_vit_dir, capsys):
+    from vit_transfer.cli import main
+
+    assert main(["inspect", str(hf_vit_dir), "--images", str(tmp_path / "nope.png"), "--output", str(tmp_path)]) == 2
+    assert "nope.png" in capsys.readouterr().err

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
         "position-embedding similarity grid (and the resized table's with --image-size), attention rollout "
         "over the images, and with --compare the same for a second model plus the per-block distance shift.",
     )
-    p.add_argument("model", help="Hub id, timm name, local folder or weights file (as load_vit takes)")
+    p.add_argument("model", help="Hub id, timm name, local folder or weights file (as load_vit takes), or a run folder")
     p.add_argument("--images", nargs="+", default=[], metavar="FILE|DIR", help="image files or folders of them")
     p.add_argument("--data", help="a dataset source (as data.source in recipes) to take images from")
     p.add_argument("--split", default="test", choices=["train", "eval", "test"], help="which split of --data")
@@ -52,13 +52,23 @@ def _data_images(source: str, split: str, count: int) -> tuple[list, list[str]]:
     return images, names
 
 
+def _model_source(source: str) -> str:
+    """A training run folder means its ``model/`` (what ``vit-transfer train`` saved); anything else as given."""
+    from pathlib import Path
+
+    folder = Path(source)
+    if folder.is_dir() and not (folder / "config.json").is_file() and (folder / "model" / "config.json").is_file():
+        return str(folder / "model")
+    return source
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data import decode_image
     from ..diagnostics import find_images, inspect_model
     from ..models import load_vit
 
-    model = load_vit(args.model)
-    compare = load_vit(args.compare) if args.compare else None
+    model = load_vit(_model_source(args.model))
+    compare = load_vit(_model_source(args.compare)) if args.compare else None
     paths = find_images(args.images)
     images, names = [decode_image(p) for p in paths], [str(p) for p in paths]
     if args.data:
