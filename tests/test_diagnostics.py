@@ -232,6 +232,8 @@ def test_inspect_command_writes_figures_and_the_numbers_behind_them(tmp_path, hf
     expected = model_attention_distance(maps, model).mean(1)
     np.testing.assert_allclose(entry["attention_distance"]["per_head"], expected.numpy(), rtol=1e-6)
     assert len(entry["rollout"]) == len(images) == report["num_images"]
+    # the command folds blocks in one at a time (maps not kept); the list-based rollout agrees
+    np.testing.assert_allclose(entry["rollout"], attention_rollout(maps, 1, (6, 6)).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("model_type,prefix", [("dinov2", 1), ("dinov2_with_registers", 5)])

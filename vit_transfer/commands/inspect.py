@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--discard-ratio", type=float, default=0.0, help="rollout: share of weakest weights dropped")
     p.add_argument("--query", default="cls", choices=["cls", "prefix"],
                    help="rollout row: the class token's, or the mean of every prefix token's")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--output", required=True, help="folder for the figures and inspect.json")
     p.set_defaults(func=run)
 

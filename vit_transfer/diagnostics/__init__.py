@@ -22,9 +22,10 @@ from .pos_embed_similarity import (
     resized_table,
 )
 from .report import find_images, inspect_model, measure_attention
-from .rollout import attention_rollout, discard_weakest, fuse_heads
+from .rollout import Rollout, attention_rollout, discard_weakest, fuse_heads
 
 __all__ = [
+    "Rollout",
     "attention_rollout",
     "attention_state",
     "capture_attention",

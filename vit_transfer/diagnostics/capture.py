@@ -9,7 +9,7 @@ by forward hooks on the sites the model names (``TransferModel.attention_sites``
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -45,18 +45,26 @@ def attention_state(model) -> object:
 
 
 @torch.no_grad()
-def capture_attention(model: nn.Module, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+def capture_attention(model: nn.Module, pixel_values: torch.Tensor,
+                      consume: "Callable[[int, torch.Tensor], None] | None" = None) -> list[torch.Tensor]:
     """``(B, heads, N, N)`` float32 attention probabilities of each block, oldest first.
 
     ``N`` counts every token: prefix tokens (class, distillation, registers) first, then the patch grid in
     row-major order. The model runs in eval mode (no dropout) and goes back to its own mode after.
+    With ``consume``, each block's map goes to ``consume(block, map)`` as the forward pass makes it and is
+    not kept (a ViT-L at 384 px holds about 0.5 GB of maps per image); the list returned is then empty.
     """
     sites = model.attention_sites()
     maps: list[list[torch.Tensor]] = [[] for _ in sites]
 
     def recorder(index, read):
         def hook(module, args, output):
-            maps[index].append(read(output).detach().float())
+            attention = read(output).detach().float()
+            if consume is None:
+                maps[index].append(attention)
+            else:
+                consume(index, attention)
+                maps[index].append(None)
         return hook
 
     handles = [module.register_forward_hook(recorder(i, read)) for i, (module, read) in enumerate(sites)]
@@ -69,7 +77,7 @@ def capture_attention(model: nn.Module, pixel_values: torch.Tensor) -> list[torc
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    missing = [i for i, found in enumerate(maps) if len(found) != 1 or found[0] is None]
+    missing = [i for i, found in enumerate(maps) if len(found) != 1]
     if missing:
         raise RuntimeError(f"no attention map was recorded for block(s) {missing} of {type(model.model).__name__}")
-    return [found[0] for found in maps]
+    return [] if consume is not None else [found[0] for found in maps]

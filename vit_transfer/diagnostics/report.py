@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .attention_distance import model_attention_distance, uniform_attention_distance
+from .attention_distance import mean_attention_distance, uniform_attention_distance
 from .capture import capture_attention
 from .pos_embed_similarity import locality, model_pos_embed_similarity, pos_embed_similarity, resized_table
-from .rollout import attention_rollout
+from .rollout import Rollout
 
 PREFIX_CHOICE = "prefix tokens excluded as queries and keys; each query row renormalised over patch keys"
 
@@ -54,7 +54,7 @@ def _display(pixels: torch.Tensor, preprocessing) -> np.ndarray:
     return (picture.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def measure_attention(model, images: Sequence, batch_size: int = 16, head_fusion: str = "mean",
+def measure_attention(model, images: Sequence, batch_size: int = 8, head_fusion: str = "mean",
                       discard_ratio: float = 0.0, query: str = "cls", label: str = "model") -> dict:
     """Per-image attention distances ``(blocks, images, heads)``, rollout maps ``(images, gh, gw)`` and pictures."""
     from tqdm.auto import tqdm
@@ -67,10 +67,17 @@ def measure_attention(model, images: Sequence, batch_size: int = 16, head_fusion
     with tqdm(total=len(images), desc=f"inspect {label}", unit="image") as bar:
         for start in range(0, len(images), batch_size):
             batch = torch.stack([transform(image) for image in images[start:start + batch_size]])
-            attentions = capture_attention(model, batch.to(device))
-            distances.append(model_attention_distance(attentions, model).cpu())
-            maps.append(attention_rollout(attentions, model.num_prefix_tokens, model.grid_size, head_fusion,
-                                          discard_ratio, query).cpu())
+            rollout = Rollout(model.num_prefix_tokens, model.grid_size, head_fusion, discard_ratio, query)
+            per_block: list[torch.Tensor] = []
+
+            def consume(block: int, attention: torch.Tensor) -> None:  # one block's maps at a time
+                per_block.append(mean_attention_distance(attention, model.grid_size, model.patch_size,
+                                                         model.num_prefix_tokens).cpu())
+                rollout.add(attention)
+
+            capture_attention(model, batch.to(device), consume=consume)
+            distances.append(torch.stack(per_block))
+            maps.append(rollout.maps().cpu())
             pictures += [_display(p, model.preprocessing) for p in batch]
             bar.update(len(batch))
     return {"distances": torch.cat(distances, dim=1), "rollout": torch.cat(maps), "pictures": pictures}
@@ -99,7 +106,7 @@ def inspect_model(
     head_fusion: str = "mean",
     discard_ratio: float = 0.0,
     query: str = "cls",
-    batch_size: int = 16,
+    batch_size: int = 8,
     interpolation: str = "bicubic",
     image_names: Sequence[str] | None = None,
     labels: Sequence[str] = ("model", "compare"),

@@ -46,6 +46,40 @@ def discard_weakest(attention: torch.Tensor, ratio: float, num_prefix_tokens: in
     return out
 
 
+class Rollout:
+    """Rollout built one block at a time (oldest first), so the maps of a deep model need not all be kept."""
+
+    def __init__(self, num_prefix_tokens: int, grid: tuple[int, int], head_fusion: HeadFusion = "mean",
+                 discard_ratio: float = 0.0, query: RolloutQuery = "cls"):
+        if query not in QUERIES:
+            raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
+        if num_prefix_tokens < 1:
+            raise ValueError("rollout reads a prefix token's row; this model has no prefix token")
+        self.num_prefix_tokens, self.grid = num_prefix_tokens, grid
+        self.head_fusion, self.discard_ratio, self.query = head_fusion, discard_ratio, query
+        self.joint: torch.Tensor | None = None
+
+    def add(self, attention: torch.Tensor) -> None:
+        """Fold in the next block's ``(B, heads, N, N)`` attention."""
+        fused = discard_weakest(fuse_heads(attention.double(), self.head_fusion), self.discard_ratio,
+                                self.num_prefix_tokens)
+        eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+        step = (fused + eye) / 2
+        step = step / step.sum(-1, keepdim=True)
+        self.joint = step if self.joint is None else step @ self.joint
+
+    def maps(self) -> torch.Tensor:
+        """``(B, gh, gw)``: the chosen row of the product over the patch grid."""
+        if self.joint is None:
+            raise ValueError("no attention was added to the rollout")
+        prefix, joint = self.num_prefix_tokens, self.joint
+        rows = joint[:, 0] if self.query == "cls" else joint[:, :prefix].mean(1)
+        patches = rows[:, prefix:]
+        if patches.shape[1] != self.grid[0] * self.grid[1]:
+            raise ValueError(f"{patches.shape[1]} patch tokens do not fit a {self.grid[0]}x{self.grid[1]} grid")
+        return patches.reshape(-1, self.grid[0], self.grid[1])
+
+
 def attention_rollout(
     attentions: Sequence[torch.Tensor],
     num_prefix_tokens: int,
@@ -55,19 +89,7 @@ def attention_rollout(
     query: RolloutQuery = "cls",
 ) -> torch.Tensor:
     """``(B, gh, gw)`` rollout maps from the blocks' ``(B, heads, N, N)`` attention, oldest block first."""
-    if query not in QUERIES:
-        raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
-    if num_prefix_tokens < 1:
-        raise ValueError("rollout reads a prefix token's row; this model has no prefix token (use mean attention)")
-    joint = None
+    rollout = Rollout(num_prefix_tokens, grid, head_fusion, discard_ratio, query)
     for attention in attentions:
-        fused = discard_weakest(fuse_heads(attention.double(), head_fusion), discard_ratio, num_prefix_tokens)
-        eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
-        step = (fused + eye) / 2
-        step = step / step.sum(-1, keepdim=True)
-        joint = step if joint is None else step @ joint
-    rows = joint[:, 0] if query == "cls" else joint[:, :num_prefix_tokens].mean(1)
-    patches = rows[:, num_prefix_tokens:]
-    if patches.shape[1] != grid[0] * grid[1]:
-        raise ValueError(f"{patches.shape[1]} patch tokens do not fit a {grid[0]}x{grid[1]} grid")
-    return patches.reshape(-1, grid[0], grid[1])
+        rollout.add(attention)
+    return rollout.maps()
