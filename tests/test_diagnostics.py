@@ -254,3 +254,16 @@ def test_inspect_command_names_a_missing_image_path(tmp_path, hf_vit_dir, capsys
 
     assert main(["inspect", str(hf_vit_dir), "--images", str(tmp_path / "nope.png"), "--output", str(tmp_path)]) == 2
     assert "nope.png" in capsys.readouterr().err
+
+
+def test_a_model_without_prefix_tokens_rolls_out_the_mean_row():
+    model = TimmViT(tiny_timm_vit(class_token=False, global_pool="avg"))
+    maps = capture_attention(model, torch.randn(2, 3, 32, 32))
+    assert model.num_prefix_tokens == 0 and maps[0].shape[-1] == 16
+    got = attention_rollout(maps, 0, model.grid_size)
+    joint = None
+    for a in maps:
+        step = (a.double().mean(1) + torch.eye(16, dtype=torch.float64)) / 2
+        joint = step if joint is None else step @ joint
+    torch.testing.assert_close(got.reshape(2, 16), joint.mean(1))
+    assert model_attention_distance(maps, model).shape == (2, 2, 2)

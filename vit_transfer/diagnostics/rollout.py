@@ -4,7 +4,8 @@ Per block the heads are fused (mean, max or min), the weakest ``discard_ratio`` 
 keys are zeroed per image (attention to prefix tokens is always kept), the residual path is added as
 ``(A + I) / 2`` and each row renormalised; the blocks multiply, last on the left:
 ``R = A_L ... A_2 A_1``. The class token's row of ``R`` over the patch grid (or the mean of every prefix
-row, for models whose output is not the class token alone) is the map. Any number of prefix tokens
+row, for models whose output is not the class token alone; a model with no prefix token at all, mean
+pooled, gets the mean of every row) is the map. Any number of prefix tokens
 (distillation, registers) and non-square grids work; everything is batched.
 """
 
@@ -53,8 +54,6 @@ class Rollout:
                  discard_ratio: float = 0.0, query: RolloutQuery = "cls"):
         if query not in QUERIES:
             raise ValueError(f"query must be one of {QUERIES}, got {query!r}")
-        if num_prefix_tokens < 1:
-            raise ValueError("rollout reads a prefix token's row; this model has no prefix token")
         self.num_prefix_tokens, self.grid = num_prefix_tokens, grid
         self.head_fusion, self.discard_ratio, self.query = head_fusion, discard_ratio, query
         self.joint: torch.Tensor | None = None
@@ -73,7 +72,10 @@ class Rollout:
         if self.joint is None:
             raise ValueError("no attention was added to the rollout")
         prefix, joint = self.num_prefix_tokens, self.joint
-        rows = joint[:, 0] if self.query == "cls" else joint[:, :prefix].mean(1)
+        if prefix == 0:  # no class token (a mean-pooled model): the mean of every row, what the pooling reads
+            rows = joint.mean(1)
+        else:
+            rows = joint[:, 0] if self.query == "cls" else joint[:, :prefix].mean(1)
         patches = rows[:, prefix:]
         if patches.shape[1] != self.grid[0] * self.grid[1]:
             raise ValueError(f"{patches.shape[1]} patch tokens do not fit a {self.grid[0]}x{self.grid[1]} grid")
