@@ -87,3 +87,31 @@ def test_recipe_override_reaches_the_model(tmp_path):
     from vit_transfer import load_vit
 
     torch.testing.assert_close(load_vit(str(saved)).pos_embed, model.pos_embed.detach())
+
+
+@pytest.mark.parametrize("kind", ["learned_2d", "sincos_2d"])
+def test_the_training_loop_keeps_the_choice_and_saves_a_stock_table(tmp_path, image_folder, kind):
+    from vit_transfer import load_vit
+    from vit_transfer.config import load_recipe
+    from vit_transfer.training import TrainRecipe, train
+
+    scratch = ["model.source=scratch", f"model.scratch.pos_embed={kind}", "model.scratch.image_size=16",
+               "model.scratch.patch_size=4", "model.scratch.hidden_size=16", "model.scratch.num_heads=2",
+               "model.scratch.depth=1", "model.scratch.mlp_dim=32"]
+    recipe = load_recipe(None, scratch + [
+        f"data.source={image_folder}", "data.num_workers=0", "augment.crop=resize", "augment.hflip=false",
+        "optim.name=adamw", "optim.lr=0.05", "optim.weight_decay=0.1", "train.max_steps=4", "train.batch_size=8",
+        "schedule.warmup_steps=1", "model.head_init=trunc_normal", f"output.dir={tmp_path / 'run'}",
+        "output.log_with=none"], TrainRecipe)
+    from vit_transfer.models.loading import load_vit_from_config
+
+    start = load_vit_from_config(recipe.model, num_labels=3).pos_embed.detach().clone()  # same seed, same start
+    train(recipe)
+    table = load_vit(str(tmp_path / "run" / "model")).pos_embed.detach()  # reloads as a plain ViT
+    if kind == "sincos_2d":
+        assert torch.equal(table, start)
+    else:
+        patches = table[0, 1:].reshape(4, 4, 16)
+        assert torch.equal(patches[:, :, :8], patches[:, :1, :8].expand(4, 4, 8))
+        assert torch.equal(patches[:, :, 8:], patches[:1, :, 8:].expand(4, 4, 8))
+        assert (table - start).abs().max() > 1e-3
