@@ -55,8 +55,10 @@ def _display(pixels: torch.Tensor, preprocessing) -> np.ndarray:
 
 
 def measure_attention(model, images: Sequence, batch_size: int = 8, head_fusion: str = "mean",
-                      discard_ratio: float = 0.0, query: str = "cls", label: str = "model") -> dict:
-    """Per-image attention distances ``(blocks, images, heads)``, rollout maps ``(images, gh, gw)`` and pictures."""
+                      discard_ratio: float = 0.0, query: str = "cls", label: str = "model",
+                      keep_pictures: int | None = None) -> dict:
+    """Per-image attention distances ``(blocks, images, heads)``, rollout maps ``(images, gh, gw)``, and the
+    first ``keep_pictures`` (all by default) model inputs as ``(H, W, 3)`` uint8 pictures for overlays."""
     from tqdm.auto import tqdm
 
     from ..data import build_transform
@@ -78,7 +80,8 @@ def measure_attention(model, images: Sequence, batch_size: int = 8, head_fusion:
             capture_attention(model, batch.to(device), consume=consume)
             distances.append(torch.stack(per_block))
             maps.append(rollout.maps().cpu())
-            pictures += [_display(p, model.preprocessing) for p in batch]
+            room = len(batch) if keep_pictures is None else max(0, keep_pictures - len(pictures))
+            pictures += [_display(p, model.preprocessing) for p in batch[:room]]
             bar.update(len(batch))
     return {"distances": torch.cat(distances, dim=1), "rollout": torch.cat(maps), "pictures": pictures}
 
@@ -143,7 +146,8 @@ def inspect_model(
                 measured = copy.deepcopy(subject)
                 measured.resize(image_size, interpolation=interpolation)
                 entry["attention_model"] = model_summary(measured)
-            found = measure_attention(measured, images, batch_size, head_fusion, discard_ratio, query, label)
+            found = measure_attention(measured, images, batch_size, head_fusion, discard_ratio, query, label,
+                                      keep_pictures=rollout_figure_images)
             per_head = found["distances"].mean(1)  # over images
             entry["attention_distance"] = {
                 "unit": "pixels", "per_head": per_head.tolist(), "per_block": per_head.mean(1).tolist(),
