@@ -1,19 +1,27 @@
-"""Training throughput and peak memory: this loop (``fit``) vs the transformers ``Trainer`` vs a plain loop.
+"""Fine-tuning speed and memory on real images: vit-transfer against the transformers Trainer and a timm loop.
 
-All three train the same transformers ViT (same config and starting weights) on the same in-memory
-batches, with the same optimiser (AdamW), clipping at global norm 1, batch size and precision:
+Every contender trains a ViT (ViT-S/16 by default, random init, the same config) on Fashion-MNIST
+upscaled to ``--image-size`` through a real data pipeline (random-resized crop + flip of the decoded
+28 px images), with AdamW at the same learning rate, batch, precision, threads, steps and warm-up,
+each in its own fresh process, taken in turns:
 
-- ``vit_transfer.fit``: the library loop (Accelerate, seeded resumable data order, top-k metric module);
-- ``transformers.Trainer``: ``max_steps``, no evaluation, no checkpoints, ``report_to=none``;
-- plain: the timm-style ``for x, y in loader: loss.backward(); clip; step`` loop under ``torch.autocast``.
+1. ``vit-transfer``: ``vit_transfer.train`` on a recipe with the library defaults (uint8 batches
+   normalised on the device, fused AdamW, cosine schedule, Accelerate), and with ``train.compile: true``;
+2. ``Trainer``: ``transformers.Trainer`` with its defaults, and with ``torch_compile=True``, reading
+   float images normalised in the loader (as a ``set_transform`` pipeline gives them);
+3. ``timm loop``: the loop timm's ``train.py`` runs (``timm.create_model``, ``create_optimizer_v2``,
+   ``torch.autocast``, backward, step), on timm's ViT of the same shape.
 
-Each runs in its own fresh process (so peak memory is its own), and only the steps after
-``--warmup`` are timed. Images/s and peak memory (CUDA: ``max_memory_allocated``; CPU: peak RSS)
-are printed as ratios to the plain loop and written to ``benchmarks/results/training.md``.
+Only the steps after ``--warmup`` are timed; compilation (the time to the first step) is reported apart.
+The same run measures this machine's dense GEMM rate in the training precision, counts the FLOPs of one
+training step with ``torch.utils.flop_counter``, and reports achieved FLOP/s as a share of it
+(MFU); then the cost of ``--size-b`` px against the FLOP ratio, and the training memory of full
+fine-tuning, LoRA and activation checkpointing at ``--memory-batch`` on ``--memory-arch``.
+Results go to ``benchmarks/results/training.md`` (and ``.json``).
 
-    python benchmarks/bench_training.py                                  # small ViT on the CPU
-    python benchmarks/bench_training.py --hidden 768 --depth 12 --heads 12 --image-size 224 --patch 16 \
-        --batch 64 --precision bf16 --steps 60                           # ViT-B/16 on a GPU
+    python benchmarks/bench_training.py                          # the CPU run (about 15 min on 2 cores)
+    python benchmarks/bench_training.py --arch base --batch 64 --steps 30 --warmup 10 --workers 8 \
+        --threads 16 --memory-batch 32 --output benchmarks/results/training_gpu.md   # see benchmarks/gpu.sh
 """
 
 from __future__ import annotations
@@ -24,189 +32,343 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shlex
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
+ARCHS = {  # width, depth, heads: the ViT paper's sizes, patch 16
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+LR = 1e-4
 
 
-# --- shared set-up (runs inside each worker process) -------------------------------------------
-def build_model(args):
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification
-
-    config = ViTConfig(hidden_size=args.hidden, num_hidden_layers=args.depth, num_attention_heads=args.heads,
-                       intermediate_size=4 * args.hidden, image_size=args.image_size, patch_size=args.patch,
-                       num_labels=args.labels)
-    torch.manual_seed(0)
-    return ViTForImageClassification(config)
-
-
-class Batches:
-    """``steps * batch`` random images with labels, made once; the same for every contender."""
-
-    def __init__(self, args):
-        import torch
-
-        g = torch.Generator().manual_seed(1)
-        n = (args.steps + 1) * args.batch
-        self.x = torch.randn(n, 3, args.image_size, args.image_size, generator=g)
-        self.y = torch.randint(0, args.labels, (n,), generator=g)
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], int(self.y[i])
-
-
-def collate(items):
-    import torch
-
-    return {"pixel_values": torch.stack([x for x, _ in items]), "labels": torch.tensor([y for _, y in items])}
-
-
-def loader(args):
-    from torch.utils.data import DataLoader
-
-    return DataLoader(Batches(args), batch_size=args.batch, shuffle=True, collate_fn=collate, drop_last=True)
-
-
-def device_of(args):
+# --- shared set-up (inside each worker process) ------------------------------------------------
+def device_of(args) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
 
 
-def peak_memory_mb(device: str) -> float:
+def precision_of(args) -> str:
+    from vit_transfer.training.accelerator import resolve_precision
+
+    return resolve_precision(args.precision, cpu=device_of(args) == "cpu")
+
+
+def save_hf_model(folder: Path, arch: str, image_size: int) -> Path:
+    """A random transformers ViT of ``arch`` with 10 labels, saved as a local checkpoint (no Hub)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    width, depth, heads = ARCHS[arch]
+    config = ViTConfig(hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
+                       intermediate_size=4 * width, image_size=image_size, patch_size=16, num_labels=10)
+    config.architectures = ["ViTForImageClassification"]
+    torch.manual_seed(0)
+    ViTForImageClassification(config).save_pretrained(folder)
+    return folder
+
+
+def save_timm_model(folder: Path, arch: str, image_size: int) -> Path:
+    """timm's ViT of the same shape, saved in timm's hub layout (``local-dir:`` loads it)."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    width, depth, heads = ARCHS[arch]
+    torch.manual_seed(0)
+    model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=10, img_size=image_size,
+                              embed_dim=width, depth=depth, num_heads=heads)
+    save_for_hf(model, folder, safe_serialization=True)
+    return folder
+
+
+def data_source(args) -> str:
+    """Fashion-MNIST where Debian's package is installed, else scikit-learn's digits (always offline)."""
+    from vit_transfer.data.builtin import FASHION_MNIST_DIR
+
+    if args.data == "auto":
+        return "fashion-mnist" if Path(FASHION_MNIST_DIR).is_dir() else "sklearn:digits"
+    return args.data
+
+
+def train_images(args, n: int):
+    from vit_transfer.data import DataConfig, load_image_datasets
+
+    return load_image_datasets(DataConfig(source=data_source(args), eval_split="none", test_split="none",
+                                          val_fraction=0.0, max_train_samples=n)).train
+
+
+class FloatImages:
+    """``{"pixel_values": float normalised (3, H, W), "labels"}`` items: what a peer's loader reads."""
+
+    def __init__(self, dataset, transform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image, label = self.dataset[i]
+        return {"pixel_values": self.transform(image), "labels": label}
+
+
+def peer_dataset(args, image_size: int):
+    from vit_transfer.data import build_transform
+    from vit_transfer.models import Preprocessing
+
+    pre = Preprocessing(image_size=(image_size, image_size), mean=(0.5,) * 3, std=(0.5,) * 3)
+    return FloatImages(train_images(args, args.batch * (args.steps + 2)), build_transform(pre, train=True))
+
+
+def collate(items):
+    import torch
+
+    return {"pixel_values": torch.stack([i["pixel_values"] for i in items]),
+            "labels": torch.tensor([i["labels"] for i in items])}
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mib(device: str) -> float:
     import torch
 
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def images_per_second(stamps: list[float], args) -> float:
-    timed = stamps[args.warmup:]
-    return (len(timed) - 1) * args.batch / (timed[-1] - timed[0])
+def sync_of(device: str):
+    import torch
+
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
 
 # --- contenders ----------------------------------------------------------------------------------
-def run_vit_transfer(args, stamps):
-    from vit_transfer.models.hf_vit import HFViT
-    from vit_transfer.training import OptimConfig, ScheduleConfig, TrainConfig, fit
+def run_vit_transfer(args, stamps, *, compile=False, image_size=None, arch=None, batch=None, method="full",
+                     checkpointing=False, steps=None, memory=None, attention=None, ecosystem="hf", patch_drop=0.0):
+    """``vit_transfer.train`` on a recipe: the library defaults unless a keyword says otherwise."""
+    from vit_transfer.training import TrainingRunner, load_train_recipe, train
 
-    model = HFViT(build_model(args))
-    sync = _sync(args)
-    fit(model, loader(args),
-        optim=OptimConfig(name="adamw", lr=args.lr, clip_grad_norm=1.0),
-        schedule=ScheduleConfig(name="constant"),
-        train=TrainConfig(max_steps=args.steps, batch_size=args.batch, precision=args.precision,
-                          cpu=args.cpu, log_every=10**9),
-        hooks=[lambda state: (sync(), stamps.append(time.perf_counter()))])
+    image_size, arch, batch, steps = image_size or args.image_size, arch or args.arch, batch or args.batch, steps or args.steps
+    work = Path(tempfile.mkdtemp(prefix="bench-vt-"))
+    source = (save_hf_model if ecosystem == "hf" else save_timm_model)(work / "base", arch, image_size)
+    model = {"source": str(source), "gradient_checkpointing": checkpointing, "attention": attention}
+    if patch_drop:
+        model["patch_drop_rate"] = patch_drop
+    recipe_path = work / "recipe.yaml"
+    recipe_path.write_text(json.dumps({
+        "model": model,
+        "data": {"source": data_source(args), "eval_split": "none", "test_split": "none", "val_fraction": 0.0,
+                 "max_train_samples": batch * (steps + 2), "num_workers": args.workers},
+        "method": method,
+        "optim": {"name": "adamw", "lr": LR},
+        "train": {"max_steps": steps, "batch_size": batch, "precision": args.precision, "cpu": args.cpu,
+                  "compile": compile, "log_every": 10**6},
+        "output": {"dir": str(work / "run"), "log_with": "none"},
+    }))
+    if memory is not None:  # training memory: what the process holds beyond the loaded model and data
+        setup = TrainingRunner.setup
+
+        def measured_setup(self):
+            setup(self)
+            memory["before_mib"] = rss_mib()
+            if self.acc.device.type == "cuda":
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
+                memory["before_mib"] = torch.cuda.memory_allocated() / 2**20
+
+        TrainingRunner.setup = measured_setup
+    sync = sync_of(device_of(args))
+    result = train(load_train_recipe(recipe_path), hooks=[lambda state: (sync(), stamps.append(time.perf_counter()))])
+    return {"trainable_parameters": result.metrics["trainable_parameters"]}
 
 
-def run_trainer(args, stamps):
-    import tempfile
+def run_trainer(args, stamps, *, compile=False):
+    from transformers import Trainer, TrainerCallback, TrainingArguments, ViTForImageClassification
 
-    from transformers import Trainer, TrainerCallback, TrainingArguments
-
-    sync = _sync(args)
+    work = Path(tempfile.mkdtemp(prefix="bench-hf-"))
+    source = save_hf_model(work / "base", args.arch, args.image_size)
+    sync = sync_of(device_of(args))
 
     class Stamp(TrainerCallback):
         def on_step_end(self, *a, **k):
             sync()
             stamps.append(time.perf_counter())
 
-    with tempfile.TemporaryDirectory() as out:
-        targs = TrainingArguments(
-            output_dir=out, max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=args.lr,
-            lr_scheduler_type="constant", max_grad_norm=1.0, optim="adamw_torch", weight_decay=0.0,
-            # use_cpu whenever this runs on the CPU: the Trainer refuses bf16 there otherwise
-            bf16=args.precision == "bf16", fp16=args.precision == "fp16", use_cpu=device_of(args) == "cpu",
-            report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
-            dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, seed=0,
-        )
-        Trainer(model=build_model(args), args=targs, train_dataset=Batches(args), data_collator=collate,
-                callbacks=[Stamp()]).train()
+    precision = precision_of(args)
+    targs = TrainingArguments(
+        output_dir=str(work / "out"), max_steps=args.steps, per_device_train_batch_size=args.batch, learning_rate=LR,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=device_of(args) == "cpu",
+        dataloader_num_workers=args.workers, torch_compile=compile,
+        report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    model = ViTForImageClassification.from_pretrained(source)
+    trainer = Trainer(model=model, args=targs, train_dataset=peer_dataset(args, args.image_size), data_collator=collate,
+                      callbacks=[Stamp()])
+    trainer.train()
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # Accelerate's wrapper
+    return {"optimizer": type(optimizer).__name__, "fused": bool(optimizer.defaults.get("fused")),
+            "foreach": optimizer.defaults.get("foreach")}
 
 
-def run_plain(args, stamps):
+def run_timm_loop(args, stamps, *, compile=False):
+    """The inner loop of timm's ``train.py`` (``train_one_epoch``): autocast forward, loss, backward, step."""
+    import timm
     import torch
-    import torch.nn.functional as F
+    from timm.optim import create_optimizer_v2
+    from torch.utils.data import DataLoader
 
     device = device_of(args)
-    model = build_model(args).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
-    scaler = torch.amp.GradScaler(device, enabled=args.precision == "fp16")
-    sync = _sync(args)
-    step = 0
-    for batch in loader(args):
-        x, y = batch["pixel_values"].to(device, non_blocking=True), batch["labels"].to(device, non_blocking=True)
+    width, depth, heads = ARCHS[args.arch]
+    torch.manual_seed(0)
+    model = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=10, img_size=args.image_size,
+                              embed_dim=width, depth=depth, num_heads=heads).to(device).train()
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=LR, weight_decay=0.05)
+    if compile:
+        model = torch.compile(model)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision_of(args))
+    loader = DataLoader(peer_dataset(args, args.image_size), batch_size=args.batch, shuffle=True, drop_last=True,
+                        num_workers=args.workers, collate_fn=collate, pin_memory=device == "cuda")
+    sync = sync_of(device)
+    for step, batch in enumerate(loader):
+        x = batch["pixel_values"].to(device, non_blocking=True)
+        y = batch["labels"].to(device, non_blocking=True)
         with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = F.cross_entropy(model(pixel_values=x).logits.float(), y)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
         sync()
         stamps.append(time.perf_counter())
-        step += 1
-        if step >= args.steps:
+        if step + 1 >= args.steps:
             break
+    return {"optimizer": type(optimizer).__name__, "fused": bool(optimizer.defaults.get("fused")),
+            "foreach": optimizer.defaults.get("foreach")}
 
 
-def _sync(args):
+CONTENDERS = {
+    "vit-transfer": lambda a, s: run_vit_transfer(a, s),
+    "vit-transfer compile": lambda a, s: run_vit_transfer(a, s, compile=True),
+    "vit-transfer attention=eager": lambda a, s: run_vit_transfer(a, s, attention="eager"),
+    "Trainer": lambda a, s: run_trainer(a, s),
+    "Trainer torch_compile": lambda a, s: run_trainer(a, s, compile=True),
+    "timm loop": lambda a, s: run_timm_loop(a, s),
+}
+
+
+def worker(job: dict, args, queue) -> None:
     import torch
 
-    if device_of(args) == "cuda":
-        return torch.cuda.synchronize
-    return lambda: None
-
-
-CONTENDERS = {"vit_transfer.fit": run_vit_transfer, "transformers.Trainer": run_trainer, "plain loop": run_plain}
-
-
-def worker(name: str, args, queue) -> None:
-    import torch
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     torch.set_num_threads(args.threads)
     stamps: list[float] = []
-    CONTENDERS[name](args, stamps)
+    memory: dict = {}
+    started = time.perf_counter()
+    if job["kind"] == "contender":
+        extra = CONTENDERS[job["name"]](args, stamps)
+    else:
+        extra = run_vit_transfer(args, stamps, memory=memory, **job["options"])
     device = device_of(args)
-    queue.put({"name": name, "images_per_second": images_per_second(stamps, args),
-               "peak_memory_mb": peak_memory_mb(device), "steps": len(stamps), "device": device})
+    batch = job.get("options", {}).get("batch") or args.batch
+    timed = stamps[args.warmup:] if len(stamps) > args.warmup + 1 else stamps[1:]
+    rate = (len(timed) - 1) * batch / (timed[-1] - timed[0]) if len(timed) > 1 else float("nan")
+    peak = peak_mib(device)
+    queue.put({**job, **(extra or {}), "images_per_second": rate, "first_step_seconds": stamps[0] - started,
+               "peak_memory_mib": peak, "training_memory_mib": peak - memory["before_mib"] if memory else None,
+               "steps": len(stamps), "device": device, "precision": precision_of(args)})
 
 
-def measure(name: str, args) -> dict:
+def measure(job: dict, args) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=worker, args=(name, args, queue))
+    proc = ctx.Process(target=worker, args=(job, args, queue))
     proc.start()
-    result = queue.get(timeout=3600)
+    try:
+        result = queue.get(timeout=3600)
+    except Exception as exc:  # the worker died: report, and let the others run
+        result = {**job, "error": f"{type(exc).__name__}: {exc}", "images_per_second": float("nan")}
     proc.join()
+    print(f"  {job['name']:32s} {result.get('images_per_second', float('nan')):8.2f} img/s  "
+          f"first step {result.get('first_step_seconds', float('nan')):6.1f} s  "
+          f"peak {result.get('peak_memory_mib', float('nan')):8.0f} MiB", flush=True)
     return result
 
 
+# --- the machine's own numbers -------------------------------------------------------------------
+def gemm_flops(args) -> float:
+    """Dense GEMM FLOP/s in the training precision (bf16 where it runs natively), same threads and device."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    device = device_of(args)
+    dtype = torch.bfloat16 if precision_of(args) == "bf16" else torch.float16 if precision_of(args) == "fp16" else torch.float32
+    n = 8192 if device == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    sync = sync_of(device)
+    for _ in range(3):
+        a @ b
+    sync()
+    best = 0.0
+    for _ in range(5):
+        reps = 20 if device == "cuda" else 3
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync()
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
+    return best
+
+
+def flops_per_image(arch: str, image_size: int) -> float:
+    """Forward + backward FLOPs of one training image, counted by ``torch.utils.flop_counter`` (matmuls,
+    attention), on the HF ViT the contenders train."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import ViTConfig, ViTForImageClassification
+
+    width, depth, heads = ARCHS[arch]
+    model = ViTForImageClassification(ViTConfig(hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads,
+                                                intermediate_size=4 * width, image_size=image_size, patch_size=16,
+                                                num_labels=10))
+    x = torch.randn(2, 3, image_size, image_size)
+    with FlopCounterMode(display=False) as counter:
+        model(pixel_values=x).logits.sum().backward()
+    return counter.get_total_flops() / 2
+
+
+# --- driver --------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int, default=192)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--heads", type=int, default=3)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--patch", type=int, default=8)
-    p.add_argument("--labels", type=int, default=10)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--warmup", type=int, default=10, help="steps left out of the timing")
-    p.add_argument("--precision", choices=["no", "bf16", "fp16"], default="no")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
-    p.add_argument("--repeats", type=int, default=3, help="runs per contender (round-robin); the best is kept")
+    p.add_argument("--arch", choices=list(ARCHS), default="small")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--size-b", type=int, default=384, help="the second resolution, for the cost ratio (0: skip)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=4, help="steps left out of the timing")
+    p.add_argument("--precision", choices=["auto", "no", "bf16", "fp16"], default="auto")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads per process")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes, every contender")
+    p.add_argument("--repeats", type=int, default=1, help="runs per contender (in turns); the best is kept")
+    p.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
+    p.add_argument("--patch-drop", type=float, default=0.5, help="patch_drop_rate to time against 0 (0: skip)")
+    p.add_argument("--memory-arch", choices=list(ARCHS), default="base")
+    p.add_argument("--memory-batch", type=int, default=32, help="batch of the memory comparison (0: skip)")
+    p.add_argument("--memory-steps", type=int, default=3)
+    p.add_argument("--data", default="auto", help="fashion-mnist | sklearn:digits | auto (the first installed)")
+    p.add_argument("--peak-tflops", type=float, default=0.0,
+                   help="the device's dense datasheet peak in the training precision, for MFU (0: GEMM share only)")
     p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is present")
     p.add_argument("--output", type=Path, default=RESULTS)
     return p
@@ -217,71 +379,154 @@ def command_line(args) -> str:
     flags = []
     for key, value in sorted(vars(args).items()):
         flag = "--" + key.replace("_", "-")
-        if key != "output" and value is not False:
-            flags.append(flag if value is True else f"{flag} {value}")
+        if key == "output" and value == RESULTS:
+            continue
+        if value is not False:
+            flags.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
     return "python benchmarks/bench_training.py " + " ".join(flags)
 
 
-def main() -> None:
+def main(argv: "list[str] | None" = None) -> None:
     p = build_parser()
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.steps <= args.warmup + 1:
         p.error("--steps must exceed --warmup + 1")
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown:
+        p.error(f"unknown contender(s) {unknown}; known: {', '.join(CONTENDERS)}")
 
-    runs: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
-    for _ in range(args.repeats):  # round-robin, so a change in machine load hits every contender alike
-        for name in CONTENDERS:
-            runs[name].append(measure(name, args))
+    print(f"measuring: {command_line(args)}", flush=True)
+    machine = {"gemm_flops": gemm_flops(args), "flops_per_image": flops_per_image(args.arch, args.image_size)}
+    print(f"dense GEMM {machine['gemm_flops'] / 1e9:.0f} GFLOP/s; {machine['flops_per_image'] / 1e9:.1f} GFLOP "
+          "per trained image", flush=True)
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for _ in range(args.repeats):  # in turns, so a change in machine load hits every contender alike
+        for name in names:
+            runs[name].append(measure({"kind": "contender", "name": name}, args))
     rows = []
-    for name in CONTENDERS:
-        best = max(runs[name], key=lambda r: r["images_per_second"])
-        best["all_images_per_second"] = [round(r["images_per_second"], 1) for r in runs[name]]
+    for name in names:
+        best = max(runs[name], key=lambda r: r["images_per_second"] if r["images_per_second"] == r["images_per_second"] else -1)
+        best["all_images_per_second"] = [round(r["images_per_second"], 2) for r in runs[name]]
         rows.append(best)
-        print(f"{name:22s} {best['images_per_second']:8.1f} img/s  peak {best['peak_memory_mb']:8.1f} MiB  "
-              f"(runs: {best['all_images_per_second']})", flush=True)
-    write_report(rows, args)
+
+    resolution = []
+    if args.size_b:
+        steps = max(args.warmup + 3, args.steps // 2)
+        for size in (args.image_size, args.size_b):
+            row = measure({"kind": "option", "name": f"vit-transfer {size} px",
+                           "options": {"image_size": size, "steps": steps}}, args)
+            row["flops_per_image"] = flops_per_image(args.arch, size)
+            resolution.append(row)
+
+    options = []
+    if args.patch_drop:  # timm's token dropping: a timm ViT through vit-transfer, without and with it
+        for rate in (0.0, args.patch_drop):
+            options.append(measure({"kind": "option", "name": f"vit-transfer, timm ViT, patch_drop_rate {rate:g}",
+                                    "options": {"ecosystem": "timm", "patch_drop": rate}}, args))
+    memory = []
+    if args.memory_batch:
+        for name, options in (("full fine-tune", {}), ("LoRA r=8", {"method": "lora"}),
+                              ("full + activation checkpointing", {"checkpointing": True})):
+            memory.append(measure({"kind": "option", "name": name, "options": {
+                "arch": args.memory_arch, "batch": args.memory_batch, "steps": args.memory_steps, **options}},
+                with_changes(args, warmup=0)))
+    write_report(rows, resolution, options, memory, machine, args)
 
 
-def write_report(rows: list[dict], args) -> None:
+def with_changes(args, **changes):
+    out = argparse.Namespace(**vars(args))
+    for k, v in changes.items():
+        setattr(out, k, v)
+    return out
+
+
+def write_report(rows, resolution, options, memory, machine, args) -> None:
     import torch
 
-    base = next(r for r in rows if r["name"] == "plain loop")
-    device = rows[0]["device"]
-    memory = "peak CUDA memory allocated" if device == "cuda" else "peak process RSS"
-    where = torch.cuda.get_device_name(0) if device == "cuda" else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch thread(s)"
+    device = rows[0]["device"] if rows else device_of(args)
+    where = (torch.cuda.get_device_name(0) if device == "cuda"
+             else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads")
+    width, depth, heads = ARCHS[args.arch]
+    gemm, per_image = machine["gemm_flops"], machine["flops_per_image"]
+    by_name = {r["name"]: r for r in rows}
+    trainer = by_name.get("Trainer", {}).get("images_per_second")
     lines = [
-        "# Training loop throughput",
+        "# Fine-tuning speed and memory against the peers",
         "",
         f"`{command_line(args)}`",
         "",
-        f"Model: transformers ViT, width {args.hidden}, depth {args.depth}, {args.heads} heads, "
-        f"{args.image_size}px / patch {args.patch} ({(args.image_size // args.patch) ** 2} patches), {args.labels} labels. "
-        f"Batch {args.batch}, AdamW, clip 1.0, precision `{args.precision}`, {args.steps} steps of which the "
-        f"first {args.warmup} are not timed; best of {args.repeats} run(s) taken in turns, each in a fresh process.",
-        f"Device: {device} ({where}); torch {torch.__version__}.",
-        "",
-        f"| loop | images/s | vs plain | {memory} (MiB) | vs plain |",
-        "|---|---:|---:|---:|---:|",
+        f"ViT ({args.arch}: width {width}, depth {depth}, {heads} heads, patch 16) at {args.image_size} px, random init, "
+        f"10 labels; `{data_source(args)}` images decoded and random-resized-cropped to {args.image_size} px in the loader "
+        f"({args.workers} worker processes); AdamW lr {LR:g}; batch {args.batch}; precision `{rows[0]['precision'] if rows else args.precision}`; "
+        f"{args.steps} steps, the first {args.warmup} untimed; each contender in a fresh process, best of {args.repeats}.",
+        f"Device: {device} ({where}); torch {torch.__version__}, Python {sys.version.split()[0]}.",
+        f"Dense GEMM measured in this run: **{gemm / 1e9:,.0f} GFLOP/s**; one trained image costs "
+        f"{per_image / 1e9:.1f} GFLOP (forward + backward, `torch.utils.flop_counter`).",
     ]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['images_per_second']:.1f} | {r['images_per_second'] / base['images_per_second']:.2f}x "
-                     f"| {r['peak_memory_mb']:.0f} | {r['peak_memory_mb'] / base['peak_memory_mb']:.2f}x |")
+    peak = args.peak_tflops * 1e12
+    if peak:
+        lines.append(f"MFU is against the datasheet's dense peak of {args.peak_tflops:g} TFLOP/s "
+                     f"(the measured GEMM rate is {gemm / peak:.0%} of it).")
     lines += [
         "",
-        "Per-run images/s: " + "; ".join(f"{r['name']} {r['all_images_per_second']}" for r in rows) + ".",
-        "",
-        "What the library loop does per step beyond the plain loop: it builds each batch under a seed derived",
-        "from (seed, epoch, indices), so a resumed run replays the same augmentations; it goes through",
-        "Accelerate's prepared model / optimizer / loader (which prefetches one batch to know the last one);",
-        "it keeps the loss and the skipped-image count on the device (no host sync per step). On the CPU, peak",
-        "RSS includes the libraries each contender imports (Accelerate, evaluate and datasets for the library",
-        "loop; the Trainer's own stack).",
-        "",
+        "| contender | images/s | vs Trainer | share of GEMM rate | " + ("MFU | " if peak else "")
+        + "first step (s) | peak memory (MiB) | optimizer |",
+        "|---|---:|---:|---:|" + ("---:|" if peak else "") + "---:|---:|---|",
     ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | failed: {r['error']} | | | | | |")
+            continue
+        ratio = f"{r['images_per_second'] / trainer:.2f}x" if trainer else "-"
+        opt = r.get("optimizer", "AdamW (fused)" if r["name"].startswith("vit-transfer") else "")
+        if r.get("fused"):
+            opt += " fused"
+        elif r.get("foreach") is not None:
+            opt += " foreach" if r.get("foreach") else " single-tensor"
+        mfu = f"{r['images_per_second'] * per_image / peak:.0%} | " if peak else ""
+        lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | {ratio} | "
+                     f"{r['images_per_second'] * per_image / gemm:.0%} | {mfu}{r['first_step_seconds']:.1f} | "
+                     f"{r['peak_memory_mib']:,.0f} | {opt} |")
+    lines += ["", "Per-run images/s: " + "; ".join(f"{r['name']} {r.get('all_images_per_second')}" for r in rows) + ".",
+              "First step: process start to the end of the first optimiser step (model build, data, and for the "
+              "compile variants the compilation)."]
+    if len(resolution) == 2:
+        a, b = resolution
+        cost = a["images_per_second"] / b["images_per_second"]
+        flop = b["flops_per_image"] / a["flops_per_image"]
+        lines += ["", f"## {args.image_size} px vs {args.size_b} px (vit-transfer defaults)", "",
+                  "| size | tokens | images/s | GFLOP / image | share of GEMM rate |", "|---:|---:|---:|---:|---:|"]
+        for size, r in zip((args.image_size, args.size_b), resolution):
+            lines.append(f"| {size} | {(size // 16) ** 2 + 1} | {r['images_per_second']:.2f} | "
+                         f"{r['flops_per_image'] / 1e9:.1f} | {r['images_per_second'] * r['flops_per_image'] / gemm:.0%} |")
+        lines += ["", f"Time per image grows **{cost:.2f}x** for a FLOP ratio of **{flop:.2f}x**."]
+    if len(options) == 2 and not any("error" in r for r in options):
+        a, b = options
+        lines += ["", "## Patch dropout (timm ViT through vit-transfer)", "",
+                  "| run | images/s | vs without |", "|---|---:|---:|"]
+        for r in options:
+            lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | "
+                         f"{r['images_per_second'] / a['images_per_second']:.2f}x |")
+    if memory:
+        base = memory[0].get("training_memory_mib")
+        kind = "CUDA memory allocated beyond the loaded model" if device == "cuda" else "peak RSS beyond the process after set-up"
+        lines += ["", f"## Training memory, {args.memory_arch} at batch {args.memory_batch} ({kind})", "",
+                  "| run | training memory (MiB) | vs full | images/s | trainable parameters |", "|---|---:|---:|---:|---:|"]
+        for r in memory:
+            if "error" in r:
+                lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
+                continue
+            lines.append(f"| {r['name']} | {r['training_memory_mib']:,.0f} | {r['training_memory_mib'] / base:.0%} | "
+                         f"{r['images_per_second']:.2f} | {r.get('trainable_parameters', 0):,} |")
+    lines.append("")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines))
+    args.output.with_suffix(".json").write_text(json.dumps(
+        {"command": command_line(args), "machine": machine, "contenders": rows, "resolution": resolution,
+         "patch_drop": options, "memory": memory}, indent=1, default=str))
+    print("\n".join(lines))
     print(f"wrote {args.output}")
-    print(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,15 @@ class DataConfig:
     max_test_samples: int | None = None
     num_workers: int = 2
     balance: bool = False  # training draws every class equally often (with replacement), seeded per epoch
+    hub_config: str | None = None  # the Hub dataset's configuration name (``load_dataset(id, name)``)
+    # workers crop to this size and the device resizes each batch to the model's (CIFAR at 384 px: 32)
+    host_image_size: int | tuple[int, int] | None = None
+    # decode every image of a split once into memory when the decoded split fits in this many MiB (0: off)
+    decode_cache_mib: int = 2048
 
     def __post_init__(self) -> None:  # checked where the recipe is read
         from ..errors import ConfigError
+        from ..models.base import to_pair
 
         if not isinstance(self.source, str) or not self.source:
             raise ConfigError(f"data.source must be a dataset id, a path or a built-in name, got {self.source!r}")
@@ -45,7 +51,20 @@ class DataConfig:
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigError(f"data.{key} must be a positive number of images or null, got {value}")
-    hub_config: str | None = None  # the Hub dataset's configuration name (``load_dataset(id, name)``)
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be 0 (load in the main process) or more, got {self.num_workers}")
+        if self.host_image_size is not None:
+            try:
+                size = to_pair(self.host_image_size)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"data.host_image_size must be a size in pixels or [height, width], "
+                                  f"got {self.host_image_size!r}") from exc
+            if min(size) <= 0:
+                raise ConfigError(f"data.host_image_size must be positive, got {self.host_image_size!r}")
+            self.host_image_size = size
+        if self.decode_cache_mib < 0:
+            raise ConfigError(f"data.decode_cache_mib must be a number of MiB >= 0 (0 turns the cache off), "
+                              f"got {self.decode_cache_mib}")
 
 
 @dataclass

@@ -172,8 +172,8 @@ class TransformedItems(Dataset):
 class SkipUndecodable:
     """Collate function: stack the good items, drop and count the undecodable ones."""
 
-    def __init__(self, image_size: "tuple[int, int] | None" = None):
-        self.image_size = image_size
+    def __init__(self, image_size: "tuple[int, int] | None" = None, dtype: torch.dtype = torch.float32):
+        self.image_size, self.dtype = image_size, dtype  # the shape and type of an all-skipped batch
 
     def __call__(self, items: list) -> dict:
         good = [(x, y) for x, y, _ in items if x is not None]
@@ -191,7 +191,7 @@ class SkipUndecodable:
             labels = torch.tensor([y for _, y in good], dtype=torch.long)
         else:
             h, w = self.image_size or (0, 0)
-            pixel_values = torch.zeros(0, 3, h, w)
+            pixel_values = torch.zeros(0, 3, h, w, dtype=self.dtype)
             labels = torch.zeros(0, dtype=torch.long)
         return {"pixel_values": pixel_values, "labels": labels, "num_skipped": skipped}
 
@@ -218,7 +218,7 @@ def make_dataloader(
     weights = class_balanced_weights(dataset.labels) if balance else None
     return seeded_loader(
         TransformedItems(dataset, transform),
-        SkipUndecodable(getattr(transform, "image_size", None)),
+        SkipUndecodable(getattr(transform, "image_size", None), getattr(transform, "dtype", torch.float32)),
         EpochShuffle(len(dataset), seed, shuffle=shuffle, weights=weights),
         batch_size=batch_size,
         num_workers=num_workers,

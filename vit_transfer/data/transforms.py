@@ -3,7 +3,9 @@
 Train: RandomResizedCrop (or a resize plus pad-and-crop translation, or a plain resize) to the
 model's size, horizontal flip, optional RandAugment. Eval: square sizes resize the short side to
 ``size / crop_pct`` and centre-crop (timm's protocol); non-square sizes resize straight to
-``(h, w)``. Both end in a float tensor normalised with the model's mean and std. Every image is
+``(h, w)``. Both end in a float tensor normalised with the model's mean and std, or (``normalize=False``,
+what the training loaders use) in the ``uint8`` tensor the model normalises on the device itself
+(``TransferModel.prepare_pixels``), optionally at a smaller ``size`` the device resizes from. Every image is
 converted to RGB first.
 """
 
@@ -41,11 +43,12 @@ def interpolation_mode(name: str) -> InterpolationMode:
 
 
 class ImageTransform:
-    """A picklable ``PIL.Image -> FloatTensor (3, H, W)``; ``image_size`` tells the output size."""
+    """A picklable ``PIL.Image -> Tensor (3, H, W)``; ``image_size`` and ``dtype`` tell what comes out."""
 
-    def __init__(self, pipeline: Callable, image_size: tuple[int, int]):
+    def __init__(self, pipeline: Callable, image_size: tuple[int, int], dtype: torch.dtype = torch.float32):
         self.pipeline = pipeline
         self.image_size = image_size
+        self.dtype = dtype
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.pipeline(to_rgb(image))
@@ -54,9 +57,18 @@ class ImageTransform:
         return f"ImageTransform(image_size={self.image_size}, pipeline={self.pipeline})"
 
 
-def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" = None) -> ImageTransform:
-    """The train or eval transform for a model's ``Preprocessing`` (at its current image size)."""
-    size = to_pair(preprocessing.image_size)
+def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" = None, *,
+                    normalize: bool = True, size: "int | tuple[int, int] | None" = None) -> ImageTransform:
+    """The train or eval transform for a model's ``Preprocessing`` (at its current image size).
+
+    ``normalize=False`` stops at ``uint8`` (a quarter of the bytes to move; the model normalises).
+    ``size`` makes the crops at another size than the model's (``data.host_image_size``): with uint8
+    output the model resizes each batch on its device.
+    """
+    if size is not None and normalize:
+        raise ConfigError("a transform at another size than the model's must leave normalisation to the model "
+                          "(normalize=False): float output would reach the model at the wrong size")
+    size = to_pair(size if size is not None else preprocessing.image_size)
     interpolation = interpolation_mode(preprocessing.interpolation)
     steps: list = []
     if train:
@@ -84,11 +96,10 @@ def build_transform(preprocessing, train: bool, augment: "AugmentConfig | None" 
         steps.append(v2.CenterCrop(size))
     else:
         steps.append(v2.Resize(size, interpolation=interpolation, antialias=True))
-    steps += [
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
-    ]
+    steps.append(v2.PILToTensor())
+    if not normalize:
+        return ImageTransform(v2.Compose(steps), size, torch.uint8)
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std))]
     return ImageTransform(v2.Compose(steps), size)
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import ImageSizeError
 from ..layers import Interpolation, pool_tokens, pooled_dim
+from ..layers.pixels import normalize_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -111,7 +112,11 @@ def check_divisible(image_size: tuple[int, int], patch_size: tuple[int, int]) ->
 
 
 class TransferModel(nn.Module, abc.ABC):
-    """A pretrained ViT prepared for transfer. ``forward(pixel_values)`` returns logits."""
+    """A pretrained ViT prepared for transfer. ``forward(pixel_values)`` returns logits.
+
+    ``pixel_values`` is either normalised float input or raw ``uint8`` pixels, which the model prepares itself
+    (``prepare_pixels``), so loaders can ship bytes and leave the arithmetic to the device.
+    """
 
     ecosystem: str = ""
 
@@ -202,6 +207,14 @@ class TransferModel(nn.Module, abc.ABC):
         return params
 
     # --- forward --------------------------------------------------------------------------
+    def prepare_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """A ``uint8`` batch (what the library's loaders yield) becomes this model's input: scaled, resized to its
+        size if needed and normalised, on the batch's device. A float batch is taken as prepared already."""
+        if pixel_values.dtype != torch.uint8:
+            return pixel_values
+        pre = self.preprocessing
+        return normalize_uint8(pixel_values, pre.mean, pre.std, tuple(pre.image_size), pre.interpolation)
+
     @abc.abstractmethod
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
         """Final-normed ``(B, N, D)`` token sequences of the last ``last_n`` blocks, oldest first."""

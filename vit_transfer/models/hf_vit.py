@@ -222,6 +222,7 @@ class HFViT(TransferModel):
 
     # --- forward --------------------------------------------------------------------------
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
+        pixel_values = self.prepare_pixels(pixel_values)
         if last_n == 1:
             return [self.backbone(pixel_values=pixel_values).last_hidden_state]
         out = self.backbone(pixel_values=pixel_values, output_hidden_states=True)
@@ -229,6 +230,7 @@ class HFViT(TransferModel):
         return [norm(h) for h in out.hidden_states[-last_n:]]
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixel_values = self.prepare_pixels(pixel_values)
         if self._native_head():
             return self.model(pixel_values=pixel_values).logits
         tokens = self.backbone(pixel_values=pixel_values).last_hidden_state

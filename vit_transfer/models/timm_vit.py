@@ -150,6 +150,7 @@ class TimmViT(TransferModel):
 
     # --- forward --------------------------------------------------------------------------
     def forward_tokens(self, pixel_values: torch.Tensor, last_n: int = 1) -> list[torch.Tensor]:
+        pixel_values = self.prepare_pixels(pixel_values)
         if last_n == 1:
             return [self.model.forward_features(pixel_values)]
         outs = self.model.forward_intermediates(
@@ -166,6 +167,7 @@ class TimmViT(TransferModel):
         return self.model.fc_norm(pool_tokens(tokens, pooling, self.num_prefix_tokens))
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        pixel_values = self.prepare_pixels(pixel_values)
         if self._native_head():
             return self.model(pixel_values)
         pooled = self.pool(self.model.forward_features(pixel_values), self._head_spec.pooling)

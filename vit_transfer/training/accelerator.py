@@ -63,10 +63,10 @@ def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "
     Under ``accelerate launch`` with several processes the state is left alone.
     The scheduler is stepped by the loop itself once per optimiser step (not once per process).
     Accumulation counts micro-batches across epoch ends (``sync_with_dataloader=False``), so every
-    optimiser step averages exactly ``grad_accum_steps`` of them.
+    optimiser step averages exactly ``grad_accum_steps`` of them. Host-to-device copies are non-blocking.
     """
     from accelerate import Accelerator
-    from accelerate.utils import GradientAccumulationPlugin
+    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
     from accelerate.state import AcceleratorState
 
     if not _launched_distributed() and AcceleratorState._shared_state:
@@ -79,4 +79,6 @@ def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "
         project_dir=str(project_dir) if project_dir is not None else None,
         step_scheduler_with_optimizer=False,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=grad_accum_steps, sync_with_dataloader=False),
+        # batches from pinned memory (make_dataloader pins on CUDA) are copied while the previous step runs
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
     )

@@ -189,7 +189,7 @@ class TrainingRunner:
                 shape = tuple(batch["pixel_values"].shape[1:])
                 if 0 in shape:
                     shape = (3, *self.unwrapped.preprocessing.image_size)
-                dummy = torch.zeros(1, *shape, device=acc.device)
+                dummy = torch.zeros(1, *shape, dtype=batch["pixel_values"].dtype, device=acc.device)
                 loss = self.model(dummy).float().sum() * 0.0
             acc.backward(loss)  # divided by grad_accum_steps by Accelerate
             if acc.sync_gradients and self.optim.clip_grad_norm:

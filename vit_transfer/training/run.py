@@ -100,6 +100,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     Works the same in one process and under ``accelerate launch`` (every process calls it).
     """
     from ..data import build_transform, load_image_datasets, make_dataloader, mixup_cutmix
+    from ..data.decode_cache import cache_decoded
 
     out = Path(recipe.output.dir)
     t = recipe.train
@@ -128,18 +129,26 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
             f"the train split has {len(data.train)} images, fewer than one step's batch of {global_batch} "
             f"(train.batch_size / train.grad_accum_steps); lower train.batch_size"
         )
-    workers = recipe.data.num_workers
-    train_loader = make_dataloader(data.train, build_transform(model.preprocessing, True, recipe.augment), micro,
-                                   shuffle=True, seed=t.seed, num_workers=workers, drop_last=True,
-                                   balance=recipe.data.balance)
-    eval_tf = build_transform(model.preprocessing, False)
+    dc = recipe.data
+    train_ds, eval_ds, test_ds = (cache_decoded(split, dc.decode_cache_mib, role)
+                                  for split, role in ((data.train, "train"), (data.eval, "eval"), (data.test, "test")))
+    # uint8 batches at the worker size; the model normalises (and resizes) them on its device
+    train_tf = build_transform(model.preprocessing, True, recipe.augment, normalize=False, size=dc.host_image_size)
+    train_loader = make_dataloader(train_ds, train_tf, micro, shuffle=True, seed=t.seed, num_workers=dc.num_workers,
+                                   drop_last=True, balance=dc.balance)
+    eval_tf = build_transform(model.preprocessing, False, normalize=False, size=dc.host_image_size)
     eval_bs = recipe.eval.batch_size or micro
     eval_loader, test_loader = (
-        make_dataloader(split, eval_tf, eval_bs, shuffle=False, num_workers=workers) if split is not None else None
-        for split in (data.eval, data.test)
+        make_dataloader(split, eval_tf, eval_bs, shuffle=False, num_workers=dc.num_workers)
+        if split is not None else None
+        for split in (eval_ds, test_ds)
     )
     mixing = recipe.augment.mixup_alpha > 0 or recipe.augment.cutmix_alpha > 0
-    batch_transform = (lambda b: mixup_cutmix(b, data.num_labels, recipe.augment)) if mixing else None
+    batch_transform = None
+    if mixing:  # mixing works on the prepared (float, model-sized) pixels
+        def batch_transform(batch: dict) -> dict:
+            batch = {**batch, "pixel_values": model.prepare_pixels(batch["pixel_values"])}
+            return mixup_cutmix(batch, data.num_labels, recipe.augment)
 
     result: FitResult = fit(
         model, train_loader, eval_loader, test_loader=test_loader,
