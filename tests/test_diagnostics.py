@@ -230,10 +230,11 @@ def test_inspect_command_writes_figures_and_the_numbers_behind_them(tmp_path, hf
     images = [Image.open(p) for p in find_images([folder])]
     maps = capture_attention(model, torch.stack([transform(i) for i in images]))
     expected = model_attention_distance(maps, model).mean(1)
-    np.testing.assert_allclose(entry["attention_distance"]["per_head"], expected.numpy(), rtol=1e-6)
+    # (inspect feeds uint8 pixels that the model normalises itself; this oracle feeds the float transform)
+    np.testing.assert_allclose(entry["attention_distance"]["per_head"], expected.numpy(), rtol=1e-5)
     assert len(entry["rollout"]) == len(images) == report["num_images"]
     # the command folds blocks in one at a time (maps not kept); the list-based rollout agrees
-    np.testing.assert_allclose(entry["rollout"], attention_rollout(maps, 1, (6, 6)).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(entry["rollout"], attention_rollout(maps, 1, (6, 6)).numpy(), rtol=1e-5)
 
 
 @pytest.mark.parametrize("model_type,prefix", [("dinov2", 1), ("dinov2_with_registers", 5)])

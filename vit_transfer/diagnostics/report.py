@@ -63,7 +63,7 @@ def measure_attention(model, images: Sequence, batch_size: int = 8, head_fusion:
 
     from ..data import build_transform
 
-    transform = build_transform(model.preprocessing, train=False)
+    transform = build_transform(model.preprocessing, train=False, normalize=False)  # uint8: the model normalises
     device = next(model.parameters()).device
     distances, maps, pictures = [], [], []
     with tqdm(total=len(images), desc=f"inspect {label}", unit="image") as bar:
