@@ -51,6 +51,11 @@ _LAZY = {
     "PredictionResult": "vit_transfer.inference",
     "EvaluationResult": "vit_transfer.inference",
     "run_quickstart": "vit_transfer.quickstart",
+    "inspect_model": "vit_transfer.diagnostics",
+    "capture_attention": "vit_transfer.diagnostics",
+    "attention_rollout": "vit_transfer.diagnostics",
+    "mean_attention_distance": "vit_transfer.diagnostics",
+    "pos_embed_similarity": "vit_transfer.diagnostics",
     "QuickstartConfig": "vit_transfer.quickstart",
 }
 

@@ -23,6 +23,7 @@ COMMANDS = {
     "push": "push",
     "quickstart": "quickstart",
     "recipes": "recipes",
+    "inspect": "inspect",
 }
 
 
