@@ -159,15 +159,18 @@ def test_adapter_without_merge_leaves_no_model_folder(tmp_path, bases, images):
     assert not (out / "model").exists()
 
 
-def test_parameter_counts_are_peft_s(bases):
+def test_parameter_counts_count_the_head_once(bases):
     model = load_vit(bases["hf"], num_labels=4)
     before = sum(p.numel() for p in model.parameters())
     handle = apply_lora(model, LoraSettings(r=4))
     hidden = model.model.config.hidden_size
-    # 2 blocks x (q, v) x (A: r x hidden + B: hidden x r), plus the head trained in full (a copy in modules_to_save)
-    assert handle.trainable_parameters == 4 * 2 * 4 * hidden + (hidden * 4 + 4)
-    assert (handle.trainable_parameters, handle.total_parameters) == handle.peft_model.get_nb_trainable_parameters()
-    assert handle.total_parameters == before + handle.trainable_parameters
+    lora_weights = 4 * 2 * 4 * hidden  # 2 blocks x (q, v) x (A: r x hidden + B: hidden x r)
+    head = hidden * 4 + 4  # trained in full (the copy in modules_to_save)
+    assert handle.trainable_parameters == lora_weights + head
+    assert handle.total_parameters == before + lora_weights  # the base (its head once) + the adapters
+    # peft's own total also counts the frozen original of the head kept beside its trained copy
+    peft_trainable, peft_total = handle.peft_model.get_nb_trainable_parameters()
+    assert (peft_trainable, peft_total) == (handle.trainable_parameters, handle.total_parameters + head)
 
 
 def test_lora_rank_is_checked_where_the_recipe_is_read():

@@ -22,7 +22,7 @@ class ModelConfig:
     pooling: Literal["cls", "mean", "cls+mean"] | None = None
     head_hidden_dim: int | None = None
     head_dropout: float = 0.0
-    head_init: Literal["zeros", "trunc_normal"] = "zeros"
+    head_init: Literal["zeros", "trunc_normal", "probe"] = "zeros"  # probe (training only): LP-FT, the fitted linear probe
     reuse_matching_head: bool = True  # a checkpoint already trained on exactly these labels keeps its head
     pretrained: bool = True  # False: same architecture, random weights (the control run)
     attention: Literal["sdpa", "eager"] | None = None  # None keeps the library default (sdpa); eager is faster on CPU bf16

@@ -269,6 +269,7 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
     ``source: scratch`` builds a random ViT from ``cfg.scratch`` (pretraining from scratch).
     """
     source = cfg.source
+    head_init = "zeros" if cfg.head_init == "probe" else cfg.head_init  # LP-FT: train() fits the probe into it
     if source == "scratch":
         from .scratch import create_vit
 
@@ -278,11 +279,11 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
     model = load_vit(
         source, num_labels=num_labels, id2label=id2label, image_size=cfg.image_size, patch_size=cfg.patch_size,
         interpolation=cfg.interpolation, head=cfg.head, pooling=cfg.pooling, head_hidden_dim=cfg.head_hidden_dim,
-        head_dropout=cfg.head_dropout, head_init=cfg.head_init, ecosystem=cfg.ecosystem,
+        head_dropout=cfg.head_dropout, head_init=head_init, ecosystem=cfg.ecosystem,
         architecture=cfg.architecture, reuse_matching_head=cfg.reuse_matching_head,
     )
     if not cfg.pretrained:
-        model.reinitialize(seed, cfg.head_init)
+        model.reinitialize(seed, head_init)
     if cfg.attention:
         model.set_attention(cfg.attention)
     if cfg.gradient_checkpointing:

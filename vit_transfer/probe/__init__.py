@@ -15,7 +15,7 @@ from .cache import FeatureCache, cached_features, default_cache_dir, model_diges
 from .config import ProbeConfig, ProbeRecipe
 from .features import Features, extract_features
 from .fewshot import FewShotResult, FewShotScore, fewshot_lsr, ridge_accuracy
-from .head import attach_linear_head, head_agreement
+from .head import attach_linear_head, head_agreement, load_linear_head
 from .logistic import CSearch, LogisticRegression, fit_logistic_regression, select_C, topk_accuracy
 from .results import LinearProbeResult, ProbeResult
 from .run import linear_probe, probe_model, run_linear_probe
@@ -39,6 +39,7 @@ __all__ = [
     "fit_logistic_regression",
     "head_agreement",
     "linear_probe",
+    "load_linear_head",
     "model_digest",
     "probe_model",
     "ridge_accuracy",

@@ -30,8 +30,14 @@ def attach_linear_head(
 
     ``weight``/``bias`` act on raw (unstandardised) pooled features, e.g. ``LogisticRegression.folded()``.
     """
-    num_labels = int(weight.shape[0])
-    model.set_head(num_labels, id2label, kind="linear", pooling=pooling, init="zeros")
+    model.set_head(int(weight.shape[0]), id2label, kind="linear", pooling=pooling, init="zeros")
+    load_linear_head(model, weight, bias)
+
+
+def load_linear_head(model, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Copy the linear map into ``model``'s existing linear head (its kind, pooling and dropout kept).
+
+    LP-FT starts a fine-tune from the probe this way; ``attach_linear_head`` builds the head first."""
     heads = [_last_linear(model.model.get_submodule(name)) for name in model.head_module_names()]
     with torch.no_grad():
         if len(heads) == 1:

@@ -42,7 +42,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     """Trainable parameters split by (weight decay on/off, layer); each group has its own ``lr``."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
-        raise ConfigError("the model has no trainable parameters: check `method` (full | head | lora)")
+        raise ConfigError("the model has no trainable parameters: check `method` (docs/methods.md)")
     depth = num_blocks([n for n, _ in named]) if cfg.layer_decay is not None else 0
     groups: dict[tuple[bool, int], dict] = {}
     for name, param in named:

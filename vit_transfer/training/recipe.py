@@ -4,29 +4,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from ..adapters.lora import LoraSettings
 from ..config import ModelConfig, load_recipe
+from ..errors import ConfigError
 from ..data import AugmentConfig, DataConfig
 from .config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
 
 
 @dataclass
 class TrainRecipe:
-    """Sections: ``model``, ``data``, ``augment``, ``method`` + ``lora``, ``optim``, ``schedule``, ``train``,
-    ``eval``, ``output``. Every value can be overridden on the command line (``optim.lr=0.003``)."""
+    """Sections: ``model``, ``data``, ``augment``, ``method`` + ``lora`` / ``peft``, ``optim``, ``schedule``,
+    ``train``, ``eval``, ``output``. Every value can be overridden on the command line (``optim.lr=0.003``)."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    method: Literal["full", "head", "lora"] = "full"  # head: backbone frozen; lora: adapters + head
+    method: str = "full"  # a name in vit_transfer.methods.METHODS: full | head | lora | bitfit | norm | peft
     lora: LoraSettings = field(default_factory=LoraSettings)
+    peft: dict[str, Any] = field(default_factory=dict)  # method: peft: peft_type + that peft config's options
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        from ..methods import get_method
+
+        get_method(self.method).validate(self.method_options())
+        if self.peft and self.method != "peft":
+            raise ConfigError(f"the peft: section is read only with method: peft (method is {self.method!r})")
+        if self.model.head_init == "probe" and self.model.head != "linear":
+            raise ConfigError(f"model.head_init: probe fits a linear probe; model.head must be linear, got {self.model.head!r}")
+
+    def method_options(self):
+        from ..methods import MethodOptions
+
+        return MethodOptions(lora=self.lora, peft=self.peft)
 
 
 def load_train_recipe(path: "str | Path | None", overrides: "list[str] | None" = None) -> TrainRecipe:

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import yaml
 
-from ..adapters.lora import LoraHandle, apply_lora, merge_lora, save_adapter
+from ..adapters.lora import LoraHandle
 from ..config import to_dict
 from ..errors import ConfigError
 from ..models import load_vit_from_config
@@ -41,27 +41,18 @@ class TrainResult:
     metrics: dict
     model: object = None
     history: list[dict] = field(default_factory=list)
-    lora: LoraHandle | None = None
+    lora: LoraHandle | None = None  # the peft adapter handle (LoRA or any peft tuner), else None
     resumed_from: str | None = None
+    method: object = None  # vit_transfer.methods.PreparedMethod
 
 
-def prepare_method(model, method: str, lora_cfg=None) -> LoraHandle | None:
-    """Set which weights train: ``full`` all, ``head`` only the new head, ``lora`` adapters + head."""
-    if method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return None
-    if method == "head":
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for p in model.head_parameters():
-            p.requires_grad_(True)
-        return None
-    if method == "lora":
-        from ..adapters.lora import LoraSettings
+def prepare_method(model, method: str, lora_cfg=None, peft_cfg: dict | None = None):
+    """Set which weights train, by looking ``method`` up in ``vit_transfer.methods.METHODS``; returns its
+    ``PreparedMethod`` (trainable counts, summary, the peft handle for adapter methods)."""
+    from ..adapters.lora import LoraSettings
+    from ..methods import MethodOptions, get_method
 
-        return apply_lora(model, lora_cfg or LoraSettings())
-    raise ConfigError(f"method must be full, head or lora, got {method!r}")
+    return get_method(method).prepare(model, MethodOptions(lora_cfg or LoraSettings(), dict(peft_cfg or {})))
 
 
 def micro_batch_size(batch_size: int, num_processes: int, grad_accum_steps: int) -> int:
@@ -99,7 +90,7 @@ def write_recipe(recipe: TrainRecipe, path: Path) -> Path:
 
 
 def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | None = None) -> TrainResult:
-    """Fine-tune (full, head-only or LoRA) as ``recipe`` says and write the run folder.
+    """Fine-tune with ``recipe.method`` (docs/methods.md) as ``recipe`` says and write the run folder.
 
     Works the same in one process and under ``accelerate launch`` (every process calls it).
     """
@@ -120,9 +111,17 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         data = load_image_datasets(recipe.data)
     model = load_vit_from_config(recipe.model, data.num_labels, data.id2label, t.seed)
     original_size = model.original_image_size
-    lora = prepare_method(model, recipe.method, recipe.lora)
-    if lora is not None:
-        acc.print(lora.summary())
+    method_metrics = {}
+    if recipe.model.head_init == "probe":  # LP-FT: before the method wraps the head
+        from .lp_ft import init_head_from_probe
+
+        method_metrics = init_head_from_probe(model, data, batch_size=recipe.eval.batch_size or micro,
+                                              precision=t.precision, num_workers=recipe.data.num_workers,
+                                              seed=t.seed, accelerator=acc)
+        acc.print(f"LP-FT: head initialised from the linear probe (val top-1 {method_metrics['probe_val_top1']})")
+    prepared = prepare_method(model, recipe.method, recipe.lora, recipe.peft)
+    lora = prepared.adapter
+    acc.print(prepared.summary())
     info = run_info(recipe, model, original_size, command)
     if acc.is_main_process:
         write_json(out / "run_info.json", info)
@@ -165,29 +164,19 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     if data.test is not None:
         write_test_evaluation(model, test_ds, data.id2label, acc, out, eval_bs, dc.num_workers,
                               tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
-    if lora is not None:
-        metrics.update({"trainable_parameters": lora.trainable_parameters,
-                        "trainable_percent": lora.trainable_percent})
-    else:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
-        metrics.update({"trainable_parameters": trainable, "trainable_percent": 100.0 * trainable / max(1, total)})
+    metrics.update({**prepared.metrics(), **method_metrics})
 
     if acc.is_main_process:
-        if lora is not None:
-            replace_dir(lambda tmp: save_adapter(model, tmp), out / "adapter")
-            if recipe.lora.merge:
-                merge_lora(model)
-                replace_dir(model.save, out / "model")
-        else:
-            replace_dir(model.save, out / "model")
+        from ..methods import get_method
+
+        get_method(recipe.method).export(model, prepared, out, recipe.method_options())
         write_json(out / "run_info.json", info)
         write_json(out / "metrics.json", metrics)
         if recipe.output.push_to_hub:
             push(out, recipe)
     acc.wait_for_everyone()
     return TrainResult(output_dir=out, metrics=metrics, model=model, history=result.history, lora=lora,
-                       resumed_from=result.resumed_from)
+                       resumed_from=result.resumed_from, method=prepared)
 
 
 EVALUATION_DIR = "evaluation"

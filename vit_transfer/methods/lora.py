@@ -1,0 +1,28 @@
+"""``method: lora`` (with ``lora.use_dora`` / ``lora.use_rslora``): peft's LoRA on the attention projections.
+
+Export: ``OUTPUT_DIR/adapter`` (``PeftModel.from_pretrained`` reads it, head included) and, with
+``lora.merge: true``, the merged plain model in ``OUTPUT_DIR/model``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..adapters.lora import apply_lora
+from .base import Method, MethodOptions, PreparedMethod, export_adapter
+
+
+class LoRA(Method):
+    name = "lora"
+    title = "LoRA (peft)"
+    trains = "low-rank adapters on the attention projections, and the head"
+    writes_adapter = True
+
+    def prepare(self, model, options: MethodOptions) -> PreparedMethod:
+        handle = apply_lora(model, options.lora)
+        variant = " + ".join(v for v, on in (("DoRA", options.lora.use_dora), ("rsLoRA", options.lora.use_rslora)) if on)
+        description = handle.summary().split(":")[0] + (f" ({variant})" if variant else "")
+        return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters, description, handle)
+
+    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
+        export_adapter(model, output_dir, merge=options.lora.merge)
