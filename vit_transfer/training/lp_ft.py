@@ -11,19 +11,35 @@ its standardisation is folded into the weights, which are loaded into the model'
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+
+import torch
 
 from ..errors import DataError
 
 PROBE_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16", "auto": "auto"}  # train.precision -> probe's
 
 
+@dataclass
+class ProbeHead:
+    """The probe the fine-tune starts from: ``logits = features @ weight.T + bias`` on the head's pooling."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    C: float
+    val_top1: float | None  # on the eval split; None without one
+    seconds: float
+
+    def metrics(self) -> dict:
+        """What ``metrics.json`` records of it."""
+        return {"probe_val_top1": self.val_top1, "probe_C": self.C, "probe_seconds": self.seconds}
+
+
 def init_head_from_probe(model, data, *, batch_size: int, precision: str = "no", num_workers: int = 0,
-                         seed: int = 0, accelerator=None, progress: bool = True) -> dict:
+                         seed: int = 0, accelerator=None, progress: bool = True) -> ProbeHead:
     """Fit the linear probe on ``model``'s frozen features of ``data.train`` and load it into the head.
 
-    Returns what ``metrics.json`` records: ``probe_val_top1`` (on ``data.eval``; None without an eval
-    split), ``probe_C``, ``probe_seconds``. Call it before the method wraps the model (peft copies the
-    head into ``modules_to_save`` when it wraps).
+    Call it before the method wraps the model (peft copies the head into ``modules_to_save`` when it wraps).
     """
     from ..data import build_transform
     from ..probe import ProbeConfig, extract_features, load_linear_head
@@ -61,6 +77,5 @@ def init_head_from_probe(model, data, *, batch_size: int, precision: str = "no",
     target = model.head_parameters()[0]
     load_linear_head(model, weight.to(target), bias.to(target))
     model.train()
-    return {"probe_val_top1": val_top1, "probe_C": search.best_C,
-            "probe_seconds": time.perf_counter() - start}
+    return ProbeHead(weight, bias, search.best_C, val_top1, time.perf_counter() - start)
 

@@ -115,10 +115,10 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     if recipe.model.head_init == "probe":  # LP-FT: before the method wraps the head
         from .lp_ft import init_head_from_probe
 
-        method_metrics = init_head_from_probe(model, data, batch_size=recipe.eval.batch_size or micro,
-                                              precision=t.precision, num_workers=recipe.data.num_workers,
-                                              seed=t.seed, accelerator=acc)
-        acc.print(f"LP-FT: head initialised from the linear probe (val top-1 {method_metrics['probe_val_top1']})")
+        probe = init_head_from_probe(model, data, batch_size=recipe.eval.batch_size or micro, precision=t.precision,
+                                     num_workers=recipe.data.num_workers, seed=t.seed, accelerator=acc)
+        method_metrics = probe.metrics()
+        acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
     prepared = prepare_method(model, recipe.method, recipe.lora, recipe.peft)
     lora = prepared.adapter
     acc.print(prepared.summary())
