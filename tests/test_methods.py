@@ -94,6 +94,7 @@ def test_bitfit_and_norm_train_only_their_parameters(bases, ecosystem, method):
 
 
 def run_recipe(tmp_path, base, images, method: str, **sections) -> tuple:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "run"
     recipe = {
         "model": {"source": str(base), **sections.pop("model", {})},
@@ -232,3 +233,26 @@ def test_peft_target_modules_are_resolved_and_checked(bases):
     with pytest.raises(ConfigError, match=r"peft.target_modules: \['query'\] match no Linear"):
         prepare_method(load_vit(bases["timm"], num_labels=3), "peft",
                        MethodOptions(peft={"peft_type": "LOHA", "target_modules": ["query"]}))
+
+
+def test_push_knows_each_method(tmp_path, bases, images):
+    """A peft run pushes its merged model by default, its adapter on request; the card names the tuner."""
+    from huggingface_hub import ModelCard
+
+    from vit_transfer.hub import push_run
+
+    _, out = run_recipe(tmp_path / "loha", bases["hf"], images, "peft", peft={"peft_type": "LOHA", "r": 4})
+    auto = push_run(out, "me/loha", dry_run_dir=tmp_path / "auto")
+    assert auto.what == "merged" and auto.library_name == "transformers"
+    adapter = push_run(out, "me/loha", what="adapter", dry_run_dir=tmp_path / "adapter")
+    assert adapter.library_name == "peft"
+    card = ModelCard.load(tmp_path / "adapter" / "README.md")
+    assert {"peft", "loha"} <= set(card.data.tags)
+    text = card.text
+    assert "| Training method | peft LOHA |" in text and "## Adapter settings" in text and "`classifier`" in text
+
+    _, out = run_recipe(tmp_path / "bitfit", bases["timm"], images, "bitfit", model={"head_init": "probe"})
+    push_run(out, "me/bitfit", dry_run_dir=tmp_path / "bitfit-up")
+    text = (tmp_path / "bitfit-up" / "README.md").read_text()
+    assert "| Training method | BitFit (biases + head), head started from the linear probe (LP-FT) |" in text
+    assert "LP-FT: the starting probe's validation top-1" in text

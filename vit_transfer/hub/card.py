@@ -22,12 +22,14 @@ from .staging import StagedModel
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SECRET_KEY = re.compile(r"token|password|secret|api_key", re.IGNORECASE)
-METHODS = {"full": "full fine-tuning", "head": "head only (frozen backbone)", "lora": "LoRA (peft)"}
 WHAT_TEXT = {
     "model": "the full fine-tuned model",
-    "merged": "the full model with the LoRA adapter merged into its weights",
-    "adapter": "the LoRA adapter alone (load it on top of the base model, see below)",
+    "merged": "the full model with the peft adapter merged into its weights",
+    "adapter": "the peft adapter alone (load it on top of the base model, see below)",
 }
+# adapter_config.json keys that say nothing about the method (the table shows the rest)
+ADAPTER_CONFIG_NOISE = {"peft_type", "base_model_name_or_path", "revision", "task_type", "inference_mode",
+                        "auto_mapping", "peft_version", "target_modules", "modules_to_save"}
 # Datasets that vit-transfer reads from local files but that have a familiar name.
 KNOWN_DATASETS = {
     "sklearn:digits": ("sklearn-digits", "scikit-learn digits"),
@@ -51,8 +53,9 @@ def build_model_card(run: RunFolder, staged: StagedModel, repo_id: str, token: s
 
     tags = ["vit-transfer", "image-classification", "vision-transformer", "transfer-learning",
             LIBRARY_TAG[staged.ecosystem]]
-    if staged.library_name == "peft" or run.method == "lora":
-        tags += ["peft", "lora"]
+    peft_type = str(run.adapter_config.get("peft_type") or ("LORA" if run.method == "lora" else "")).lower()
+    if staged.library_name == "peft" or peft_type:
+        tags += ["peft"] + ([peft_type] if peft_type else [])
     data = ModelCardData(
         library_name=staged.library_name,
         pipeline_tag="image-classification",
@@ -276,7 +279,7 @@ def render_body(run, staged, repo_id, info, recipe, metrics, base_id, dataset) -
     details = [
         ("Base model", base_link if base_text or base_id else None),
         ("Library", f"{LIBRARY_TAG[staged.ecosystem]}" + (f" (`{staged.architecture}`)" if staged.architecture else "")),
-        ("Training method", METHODS.get(method, method)),
+        ("Training method", method_text(method, run.adapter_config, recipe)),
         ("Dataset", dataset["name"] if dataset else None),
         ("Input resolution", resolution_text(info, recipe, staged)),
         ("Classes", _labels_text(staged, info)),
@@ -315,10 +318,35 @@ def _results_section(metrics: dict, recipe: dict) -> list[str]:
     return ["## Results", "| Split | Top-1 accuracy | Top-5 accuracy | Loss |\n|---|---|---|---|\n" + "\n".join(rows)]
 
 
+def method_text(method: str | None, adapter_config: dict, recipe: dict) -> str | None:
+    """The method's name from the menu (``vit_transfer.methods``), with the peft tuner and LoRA variant."""
+    from ..methods import METHODS
+
+    if not method:
+        return None
+    text = METHODS[method].title if method in METHODS else method
+    peft_type = adapter_config.get("peft_type")
+    if method == "peft" and peft_type:
+        text = f"peft {peft_type}"
+    variants = [v for v, key in (("DoRA", "use_dora"), ("rsLoRA", "use_rslora")) if adapter_config.get(key)]
+    if variants:
+        text += f" ({', '.join(variants)})"
+    if (recipe.get("model") or {}).get("head_init") == "probe":
+        text += ", head started from the linear probe (LP-FT)"
+    return text
+
+
 def _lora_section(run: RunFolder) -> list[str]:
     cfg = run.adapter_config
     if not cfg:
         return []
+    if cfg.get("peft_type", "LORA") != "LORA":
+        rows = [("peft type", f"`{cfg['peft_type']}`")]
+        rows += [(f"`{k}`", f"`{v}`") for k, v in sorted(cfg.items())
+                 if k not in ADAPTER_CONFIG_NOISE and v not in (None, False, [], {}, "") and not isinstance(v, dict)]
+        rows += [("Target modules", ", ".join(f"`{m}`" for m in _as_list(cfg.get("target_modules")))),
+                 ("Trained in full (`modules_to_save`)", ", ".join(f"`{m}`" for m in _as_list(cfg.get("modules_to_save"))))]
+        return ["## Adapter settings", _table(rows)]
     rows = [
         ("Rank `r`", cfg.get("r")),
         ("`lora_alpha`", cfg.get("lora_alpha")),
@@ -326,6 +354,7 @@ def _lora_section(run: RunFolder) -> list[str]:
         ("Target modules", ", ".join(f"`{m}`" for m in _as_list(cfg.get("target_modules")))),
         ("Trained in full (`modules_to_save`)", ", ".join(f"`{m}`" for m in _as_list(cfg.get("modules_to_save")))),
         ("DoRA", cfg.get("use_dora") or None),
+        ("rsLoRA", cfg.get("use_rslora") or None),
     ]
     return ["## LoRA settings", _table(rows)]
 
@@ -343,7 +372,7 @@ def _hyperparameter_section(recipe: dict, metrics: dict) -> list[str]:
     run_rows = [(label, _fmt_metric(metrics.get(key), ".4g")) for key, label in (
         ("steps", "Optimizer steps"), ("train_loss", "Final train loss"), ("seconds", "Training time (s)"),
         ("images_per_second", "Throughput (images/s)"), ("trainable_parameters", "Trainable parameters"),
-        ("trainable_percent", "Trainable share (%)"))]
+        ("trainable_percent", "Trainable share (%)"), ("probe_val_top1", "LP-FT: the starting probe's validation top-1"))]
     out = []
     if rows:
         out += ["## Training hyper-parameters", _table(rows)]

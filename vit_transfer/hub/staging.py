@@ -54,6 +54,13 @@ class StagedModel:
     custom_head: dict | None = None  # a vit-transfer head the stock loader cannot rebuild
 
 
+def merges_adapter(method: str | None) -> bool:
+    """Whether a run of ``method`` writes a peft adapter, so that its ``model/`` is the merged model."""
+    from ..methods import METHODS
+
+    return method in METHODS and METHODS[method].writes_adapter
+
+
 def resolve_what(run: RunFolder, what: str) -> str:
     """Turn ``auto`` into a concrete choice and check the run holds what was asked for."""
     if what not in WHAT_CHOICES:
@@ -61,7 +68,7 @@ def resolve_what(run: RunFolder, what: str) -> str:
     problems = f" ({'; '.join(run.problems)})" if run.problems else ""
     if what == "auto":
         if run.model_dir is not None:
-            return "merged" if run.adapter_dir is not None or run.method == "lora" else "model"
+            return "merged" if run.adapter_dir is not None or merges_adapter(run.method) else "model"
         return "adapter"
     if what == "adapter" and run.adapter_dir is None:
         raise NoTrainedModelError(
@@ -76,7 +83,7 @@ def resolve_what(run: RunFolder, what: str) -> str:
         )
     if what == "merged" and run.model_dir is None and run.adapter_dir is None:
         raise NoTrainedModelError(f"{run.root} has neither a merged model/ nor an adapter/ to merge{problems}")
-    if what == "merged" and run.adapter_dir is None and run.method != "lora":
+    if what == "merged" and run.adapter_dir is None and not merges_adapter(run.method):
         kind = f"a {run.method!r} run" if run.method else "a model without run metadata"
         raise HubError(f"{run.root} is {kind} with no LoRA adapter: there is nothing to merge; use --what model")
     return what
@@ -92,7 +99,7 @@ def stage(run: RunFolder, what: str, dest: Path, *, link: bool = False) -> Stage
         staged = _stage_merged_from_adapter(run, dest)
     else:
         staged = _stage_model(run, run.model_dir, dest, link)
-        staged.what = "merged" if run.method == "lora" else what  # a LoRA run's model/ is the merged model
+        staged.what = "merged" if merges_adapter(run.method) else what  # an adapter run's model/ is the merged model
     staged.files = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     return staged
 
@@ -220,7 +227,7 @@ def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
         base = model_with_adapter(run)
     except HubError as exc:
         raise HubError(f"cannot merge: {exc}; push the adapter alone with --what adapter") from exc
-    logger.info("merging LoRA adapter %s into %s", run.adapter_dir, base.source)
+    logger.info("merging peft adapter %s into %s", run.adapter_dir, base.source)
     merge_lora(base)
     base.save(dest)
     staged = _summarise_hf(dest, "merged") if base.ecosystem == "hf" else _summarise_timm(dest, "merged")

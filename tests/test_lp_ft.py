@@ -1,0 +1,79 @@
+"""LP-FT (``model.head_init: probe``): the fine-tune starts from the fitted linear probe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from vit_transfer.data import DataConfig, build_transform, load_image_datasets, make_dataloader
+from vit_transfer.models import load_vit
+from vit_transfer.probe.logistic import fit_logistic_regression
+from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
+from vit_transfer.training import load_train_recipe, train
+from vit_transfer.training.accelerator import make_accelerator
+from vit_transfer.training.evaluation import evaluate_model
+from vit_transfer.training.lp_ft import init_head_from_probe
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bases")
+    return {"hf": save_tiny_hf_vit(root / "hf"), "timm": save_tiny_timm_vit(root / "timm")}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("colours"), per_class=10)
+
+
+def eval_pixels(model, dataset) -> torch.Tensor:
+    transform = build_transform(model.preprocessing, train=False)
+    return torch.stack([transform(dataset[i][0]) for i in range(len(dataset))])
+
+
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_the_starting_head_is_the_probe(bases, images, ecosystem):
+    data = load_image_datasets(DataConfig(source=str(images), val_fraction=0.25, num_workers=0))
+    model = load_vit(bases[ecosystem], num_labels=data.num_labels, id2label=data.id2label, pooling="mean")
+    acc = make_accelerator("no", True, "none", None, 1)
+    probe = init_head_from_probe(model, data, batch_size=8, accelerator=acc, progress=False)
+
+    # independent oracle: the same C fitted on features taken straight from forward_features
+    train_x = eval_pixels(model, data.train)
+    train_y = torch.tensor([data.train[i][1] for i in range(len(data.train))])
+    with torch.no_grad():
+        feats = model.eval().forward_features(train_x, pooling="mean")
+    oracle = fit_logistic_regression(feats, train_y, probe.C, data.num_labels)
+    weight, bias = oracle.folded()
+    torch.testing.assert_close(probe.weight, weight, atol=1e-4, rtol=1e-4)
+
+    # the model's logits before any step are the probe's predictions
+    val_x = eval_pixels(model, data.eval)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(val_x), oracle.logits(model.forward_features(val_x, pooling="mean")),
+                                   atol=1e-4, rtol=1e-4)
+    # and its accuracy on the eval split is the probe's recorded val accuracy
+    loader = make_dataloader(data.eval, build_transform(model.preprocessing, False), 8, shuffle=False)
+    assert evaluate_model(model, loader, acc)["top1"] == pytest.approx(probe.val_top1)
+    assert probe.val_top1 > 0.5  # colours are linearly separable: the probe is a real one
+
+
+def test_an_lp_ft_run_records_the_probe_and_starts_from_it(tmp_path, bases, images):
+    out = tmp_path / "run"
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({
+        "model": {"source": str(bases["timm"]), "head_init": "probe"},
+        "data": {"source": str(images), "num_workers": 0, "val_fraction": 0.25},
+        "augment": {"crop": "resize", "hflip": False},
+        "method": "lora", "lora": {"r": 2, "merge": True},
+        "optim": {"name": "sgd", "lr": 1e-9},  # the head barely moves: the run ends where it started
+        "train": {"max_steps": 1, "batch_size": 6},
+        "output": {"dir": str(out), "log_with": "none"},
+    }))
+    result = train(load_train_recipe(tmp_path / "r.yaml"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["probe_val_top1"] > 0.5 and metrics["probe_C"] > 0
+    assert metrics["eval_top1"] == pytest.approx(metrics["probe_val_top1"])  # the fine-tune started at the probe
+    assert result.metrics["probe_val_top1"] == metrics["probe_val_top1"]
