@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p.add_argument("--commit-message", help="commit message (default names what was pushed and its eval top-1)")
     p.add_argument("--what", choices=["auto", "model", "adapter", "merged"], default="auto",
                    help="auto (default): the full/merged model if the run saved one, else the adapter; "
-                   "model: full model; adapter: LoRA adapter alone (peft); merged: LoRA merged into the weights")
+                   "model: full model; adapter: the peft adapter alone (lora / peft runs); merged: the adapter merged into the weights")
     p.add_argument("--dry-run", metavar="DIR", help="write the exact upload folder to DIR and upload nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)

@@ -18,10 +18,11 @@ from .errors import NoTrainedModelError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-ADAPTER_INFO_FILE = "vit_transfer_adapter.json"  # written beside the adapter by vit_transfer.adapters.lora
+ADAPTER_INFO_FILE = "vit_transfer_adapter.json"  # written beside the adapter by vit_transfer.adapters.save_adapter
 RUN_INFO_FROM_ADAPTER = ("base_model", "ecosystem", "image_size", "patch_size", "num_labels", "id2label")
 # Parameter-name fragments that only an unmerged peft model has: such weights are not a plain model.
-PEFT_KEY_MARKERS = (".lora_A.", ".lora_B.", ".base_layer.", ".modules_to_save.", ".original_module.")
+PEFT_KEY_MARKERS = (".lora_A.", ".lora_B.", ".base_layer.", ".modules_to_save.", ".original_module.",
+                    ".hada_w1_a.", ".lokr_w1", ".ia3_l.", ".vera_lambda_b.", ".oft_R.", ".boft_R.", ".fourierft_spectrum.")
 
 
 @dataclass
@@ -82,7 +83,7 @@ def model_problem(folder: Path) -> str | None:
     if "architecture" not in cfg and "model_type" not in cfg:
         return f"{folder / 'config.json'} names neither a transformers model_type nor a timm architecture"
     if weights.name == "model.safetensors" and _has_peft_keys(weights):
-        return f"{weights} holds unmerged LoRA weights (lora_A/lora_B), not a plain model"
+        return f"{weights} holds unmerged peft weights (lora_A, base_layer, ...), not a plain model"
     return None
 
 
