@@ -230,6 +230,9 @@ def test_peft_target_modules_are_resolved_and_checked(bases):
     cfg = prepared.adapter.peft_model.peft_config["default"]
     assert sorted(cfg.target_modules) == ["blocks.0.attn.qkv", "blocks.0.mlp.fc2", "blocks.1.attn.qkv", "blocks.1.mlp.fc2"]
     assert sorted(cfg.feedforward_modules) == ["blocks.0.mlp.fc2", "blocks.1.mlp.fc2"]
+    one = prepare_method(load_vit(bases["timm"], num_labels=3), "peft",
+                         MethodOptions(peft={"peft_type": "LOKR", "target_modules": "all-linear"}))
+    assert "blocks.1.mlp.fc1" in one.adapter.target_modules and "head" not in one.adapter.target_modules
     with pytest.raises(ConfigError, match=r"peft.target_modules: \['query'\] match no Linear"):
         prepare_method(load_vit(bases["timm"], num_labels=3), "peft",
                        MethodOptions(peft={"peft_type": "LOHA", "target_modules": ["query"]}))

@@ -61,6 +61,9 @@ def build_peft_config(model, mapping: dict):
     from ..adapters.lora import resolve_target_modules
 
     cls, options = split_peft_mapping(mapping)
+    for key in (*RESOLVED_MODULE_KEYS, "modules_to_save"):  # YAML `target_modules: qkv` means [qkv]
+        if isinstance(options.get(key), str):
+            options[key] = [options[key]]
     options["target_modules"] = resolve_target_modules(model, options.get("target_modules"), "peft.target_modules")
     if "feedforward_modules" in {f.name for f in dataclasses.fields(cls)}:
         ff = options.get("feedforward_modules") or []
