@@ -57,11 +57,15 @@ class AdapterHandle:
     def trainable_percent(self) -> float:
         return 100.0 * self.trainable_parameters / max(1, self.total_parameters)
 
-    def summary(self) -> str:
+    @property
+    def description(self) -> str:
+        """What was adapted: ``LoRA on 4 modules (q_proj, v_proj) + head ['classifier']``."""
         leaves = ", ".join(sorted({t.rsplit(".", 1)[-1] for t in self.target_modules}))
         name = "LoRA" if self.peft_type == "LORA" else self.peft_type
-        return (f"{name} on {len(self.target_modules)} modules ({leaves}) "
-                f"+ head {self.modules_to_save}: {self.trainable_parameters:,} trainable of "
+        return f"{name} on {len(self.target_modules)} modules ({leaves}) + head {self.modules_to_save}"
+
+    def summary(self) -> str:
+        return (f"{self.description}: {self.trainable_parameters:,} trainable of "
                 f"{self.total_parameters:,} parameters ({self.trainable_percent:.2f}%)")
 
 

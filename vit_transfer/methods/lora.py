@@ -21,7 +21,7 @@ class LoRA(Method):
     def prepare(self, model, options: MethodOptions) -> PreparedMethod:
         handle = apply_lora(model, options.lora)
         variant = " + ".join(v for v, on in (("DoRA", options.lora.use_dora), ("rsLoRA", options.lora.use_rslora)) if on)
-        description = handle.summary().split(":")[0] + (f" ({variant})" if variant else "")
+        description = handle.description + (f" ({variant})" if variant else "")
         return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters, description, handle)
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:

@@ -98,7 +98,7 @@ class PeftTuner(Method):
 
         handle = apply_peft_config(model, build_peft_config(model, options.peft))
         return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters,
-                              handle.summary().split(":")[0], handle)
+                              handle.description, handle)
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         export_adapter(model, output_dir, merge=True)
