@@ -72,7 +72,7 @@ class Method:
         trains = self.select(model)
         for name, p in model.named_parameters():
             p.requires_grad_(bool(trains(name, p)))
-        return PreparedMethod(self.name, *count_parameters(model), f"{self.title} ({self.trains})")
+        return PreparedMethod(self.name, *count_parameters(model), self.title)
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         """Write the trained result into the run folder; by default a plain model the stock loaders read."""
