@@ -272,7 +272,7 @@ def test_push_to_hub_calls_push_run_once_the_folder_is_complete(tmp_path, images
                         output={"push_to_hub": True, "hub_repo_id": "me/tiny", "hub_private": True,
                                 "hub_revision": "v1"})
     train(load_train_recipe(path))
-    assert calls == [(out, "me/tiny", True, "v1", ["metrics.json", "model", "recipe.yaml", "run_info.json"])]
+    assert calls == [(out, "me/tiny", True, "v1", ["evaluation", "metrics.json", "model", "recipe.yaml", "run_info.json"])]
 
 
 def test_a_damaged_latest_checkpoint_is_skipped_and_an_explicit_one_refused(tmp_path, images, hf_vit_dir):

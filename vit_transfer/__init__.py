@@ -1,6 +1,6 @@
 """vit-transfer: take a pretrained Vision Transformer from transformers or timm to a new task.
 
-The core (loading, resizing, heads, saving) imports eagerly; training, probing, Hub and data names
+The core (loading, resizing, heads, saving) imports eagerly; training, probing, inference, Hub and data names
 are imported on first use so ``import vit_transfer`` stays fast.
 """
 
@@ -45,7 +45,17 @@ _LAZY = {
     "probe_model": "vit_transfer.probe",
     "linear_probe": "vit_transfer.probe",
     "push_run": "vit_transfer.hub",
+    "predict": "vit_transfer.inference",
+    "evaluate": "vit_transfer.inference",
+    "load_trained_model": "vit_transfer.inference",
+    "PredictionResult": "vit_transfer.inference",
+    "EvaluationResult": "vit_transfer.inference",
     "run_quickstart": "vit_transfer.quickstart",
+    "inspect_model": "vit_transfer.diagnostics",
+    "capture_attention": "vit_transfer.diagnostics",
+    "attention_rollout": "vit_transfer.diagnostics",
+    "mean_attention_distance": "vit_transfer.diagnostics",
+    "pos_embed_similarity": "vit_transfer.diagnostics",
     "QuickstartConfig": "vit_transfer.quickstart",
 }
 

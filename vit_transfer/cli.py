@@ -18,9 +18,12 @@ COMMANDS = {
     "convert": "convert",
     "train": "train",
     "probe": "probe",
+    "predict": "predict",
+    "evaluate": "evaluate",
     "push": "push",
     "quickstart": "quickstart",
     "recipes": "recipes",
+    "inspect": "inspect",
 }
 
 

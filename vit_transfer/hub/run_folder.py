@@ -170,3 +170,50 @@ def _fill_from_adapter_info(run: RunFolder) -> None:
     for key in RUN_INFO_FROM_ADAPTER:
         if key in info and key not in run.run_info:
             run.run_info[key] = info[key]
+
+
+# recipe model: keys -> the head spec keys vit_transfer_adapter.json records
+HEAD_KEYS = {"head": "kind", "pooling": "pooling", "head_hidden_dim": "hidden_dim", "head_dropout": "dropout"}
+
+
+def model_with_adapter(run: RunFolder):
+    """The training-time base (size, labels, head) rebuilt from the run's metadata, with its adapter loaded.
+
+    The base comes from ``run_info.json`` (or ``vit_transfer_adapter.json``) and the recipe's ``model:``
+    section, through ``load_vit_from_config`` as in training; the result is an unmerged ``TransferModel``.
+    """
+    import dataclasses
+
+    from ..adapters.lora import load_adapter
+    from ..config import ModelConfig, from_dict
+    from ..errors import VitTransferError
+    from ..models import load_vit_from_config
+    from .errors import HubError
+
+    info, model_cfg = run.run_info, dict(run.recipe.get("model") or {})
+    head = run.adapter_info.get("head") or {}  # the head spec the adapter was trained with, when recorded
+    source = info.get("base_model") or model_cfg.get("source") or run.adapter_config.get("base_model_name_or_path")
+    if not source:
+        raise HubError(
+            f"the base model of {run.adapter_dir} is unknown (no run_info.json base_model, no recipe "
+            "model.source, no base_model_name_or_path)"
+        )
+    id2label = {int(k): str(v) for k, v in (info.get("id2label") or {}).items()} or None
+    try:
+        cfg = dataclasses.replace(
+            from_dict(ModelConfig, model_cfg, "model"), source=source, attention=None,
+            image_size=info.get("image_size") or model_cfg.get("image_size"),
+            patch_size=info.get("patch_size") or model_cfg.get("patch_size"),
+            ecosystem=info.get("ecosystem") or model_cfg.get("ecosystem"),
+            **{k: head[h] for k, h in HEAD_KEYS.items() if head.get(h) is not None},
+        )
+        num_labels = info.get("num_labels") or (len(id2label) if id2label else None)
+        seed = (run.recipe.get("train") or {}).get("seed", 0)  # a pretrained: false base is rebuilt from it
+        base = load_vit_from_config(cfg, num_labels, id2label, seed)
+    except VitTransferError as exc:
+        raise HubError(f"the base model {source!r} of {run.adapter_dir} does not load ({exc})") from exc
+    try:
+        load_adapter(base, run.adapter_dir)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise HubError(f"the adapter in {run.adapter_dir} does not fit the base model {source!r}: {exc}") from exc
+    return base

@@ -7,7 +7,6 @@ or built here from the base model plus the adapter). ``--dry-run DIR`` is this f
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import json
 import logging
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from ..models.base import to_pair
 from .errors import HubError, NoTrainedModelError
-from .run_folder import ADAPTER_INFO_FILE, RunFolder, folder_ecosystem, read_json
+from .run_folder import ADAPTER_INFO_FILE, RunFolder, folder_ecosystem, model_with_adapter, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ MODEL_FILE_PATTERNS = (
 )
 ADAPTER_FILE_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", ADAPTER_INFO_FILE)
 LIBRARY_NAMES = {"hf": "transformers", "timm": "timm"}
-HEAD_KEYS = {"head": "kind", "pooling": "pooling", "head_hidden_dim": "hidden_dim", "head_dropout": "dropout"}
 
 
 @dataclass
@@ -216,41 +214,13 @@ def _stage_adapter(run: RunFolder, dest: Path, link: bool) -> StagedModel:
 
 def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
     """Rebuild the training-time base (size, head) from the run's recipe and metadata, load the adapter, merge."""
-    from ..adapters.lora import load_adapter, merge_lora
-    from ..config import ModelConfig, from_dict
-    from ..errors import VitTransferError
-    from ..models import load_vit_from_config
+    from ..adapters.lora import merge_lora
 
-    info, model_cfg = run.run_info, dict(run.recipe.get("model") or {})
-    head = run.adapter_info.get("head") or {}  # the head spec the adapter was trained with, when recorded
-    source = info.get("base_model") or model_cfg.get("source") or run.adapter_config.get("base_model_name_or_path")
-    if not source:
-        raise HubError(
-            f"cannot merge {run.adapter_dir}: the base model is unknown (no run_info.json base_model, no recipe "
-            "model.source, no base_model_name_or_path); push the adapter alone with --what adapter"
-        )
-    id2label = {int(k): str(v) for k, v in (info.get("id2label") or {}).items()} or None
     try:
-        cfg = dataclasses.replace(
-            from_dict(ModelConfig, model_cfg, "model"), source=source, attention=None,
-            image_size=info.get("image_size") or model_cfg.get("image_size"),
-            patch_size=info.get("patch_size") or model_cfg.get("patch_size"),
-            ecosystem=info.get("ecosystem") or model_cfg.get("ecosystem"),
-            **{k: head[h] for k, h in HEAD_KEYS.items() if head.get(h) is not None},
-        )
-        num_labels = info.get("num_labels") or (len(id2label) if id2label else None)
-        seed = (run.recipe.get("train") or {}).get("seed", 0)  # a pretrained: false base is rebuilt from it
-        base = load_vit_from_config(cfg, num_labels, id2label, seed)
-    except VitTransferError as exc:
-        raise HubError(
-            f"cannot merge {run.adapter_dir}: its base model {source!r} does not load ({exc}); "
-            "push the adapter alone with --what adapter"
-        ) from exc
-    logger.info("merging LoRA adapter %s into %s", run.adapter_dir, source)
-    try:
-        load_adapter(base, run.adapter_dir)
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise HubError(f"the adapter in {run.adapter_dir} does not fit the base model {source!r}: {exc}") from exc
+        base = model_with_adapter(run)
+    except HubError as exc:
+        raise HubError(f"cannot merge: {exc}; push the adapter alone with --what adapter") from exc
+    logger.info("merging LoRA adapter %s into %s", run.adapter_dir, base.source)
     merge_lora(base)
     base.save(dest)
     staged = _summarise_hf(dest, "merged") if base.ecosystem == "hf" else _summarise_timm(dest, "merged")

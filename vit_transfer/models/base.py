@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -239,6 +240,11 @@ class TransferModel(nn.Module, abc.ABC):
         Same weights, same numbers up to rounding; only speed differs. On CPU under bf16 autocast,
         eager measured 1.3-1.9x faster for these short sequences (see docs/training.md).
         """
+
+    @abc.abstractmethod
+    def attention_sites(self) -> "list[tuple[nn.Module, Callable[[object], torch.Tensor]]]":
+        """Per block, oldest first: the module whose forward output carries the ``(B, heads, N, N)`` attention
+        probabilities under eager attention, and how to read them from that output (diagnostics hook these)."""
 
     @abc.abstractmethod
     def _drop_path_sites(self) -> list[list[tuple[nn.Module, str]]]:

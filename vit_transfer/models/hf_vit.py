@@ -54,6 +54,10 @@ def read_hf_preprocessing(folder: Path | None, family: HFFamily, image_size: tup
     return Preprocessing(image_size=image_size, mean=mean, std=std, interpolation=interp)
 
 
+def _attention_weights(output) -> torch.Tensor:
+    return output[1]
+
+
 class HFViT(TransferModel):
     """A transformers ``*ForImageClassification`` ViT. Native head: ``model.classifier``."""
 
@@ -193,6 +197,12 @@ class HFViT(TransferModel):
 
     def set_attention(self, implementation: str) -> None:
         self.model.set_attn_implementation(check_attention(implementation))
+
+    def attention_sites(self):
+        # the attention modules transformers itself records for output_attentions: their output is (context, weights)
+        target = type(self.backbone)._can_record_outputs["attentions"]
+        target = getattr(target, "target_class", target)
+        return [(m, _attention_weights) for m in self.backbone.modules() if isinstance(m, target)]
 
     def _drop_path_sites(self) -> list[list[tuple[nn.Module, str]]]:
         # Dinov2's layers own a `drop_path`; ViT and DeiT have none

@@ -8,6 +8,7 @@ import torch
 
 from .base import Preprocessing
 from .hf_vit import HFViT
+from .pos_embed_kinds import PosEmbedKind, apply_pos_embed_kind, check_pos_embed_kind
 
 
 @dataclass
@@ -25,6 +26,10 @@ class ArchitectureConfig:
     attention_dropout: float = 0.0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pos_embed: PosEmbedKind = "learned"  # none | learned (1-D) | learned_2d (row + column halves) | sincos_2d (fixed)
+
+    def __post_init__(self) -> None:
+        check_pos_embed_kind(self.pos_embed, self.hidden_size)
 
 
 def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, str] | None = None,
@@ -46,4 +51,5 @@ def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, st
     torch.manual_seed(seed)
     wrapped = HFViT(ViTForImageClassification(hf_vit_config(spec)), source="scratch", preprocessing=pre)
     wrapped.set_head(num_labels, id2label)
+    apply_pos_embed_kind(wrapped, arch.pos_embed, std=wrapped.model.config.initializer_range)
     return wrapped

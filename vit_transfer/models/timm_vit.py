@@ -15,6 +15,10 @@ HEAD_CONFIG_KEY = "vit_transfer_head"
 TIMM_POOL = {"cls": "token", "mean": "avg"}
 
 
+def _identity(output) -> torch.Tensor:
+    return output
+
+
 class TimmViT(TransferModel):
     """A timm ViT. Native head: ``model.head`` over ``global_pool`` (``token`` or ``avg``)."""
 
@@ -113,6 +117,15 @@ class TimmViT(TransferModel):
         for module in self.model.modules():
             if hasattr(module, "fused_attn"):  # timm's Attention picks its kernel per call from this flag
                 module.fused_attn = fused
+
+    def attention_sites(self):
+        # timm's non-fused Attention passes the softmax through attn_drop (AttentionExtract's default hook site)
+        sites = [getattr(block.attn, "attn_drop", None) for block in self.model.blocks]
+        if any(site is None for site in sites):
+            from ..errors import NotAViTError
+
+            raise NotAViTError(f"{type(self.model).__name__}: a block's attention has no attn_drop to read maps from")
+        return [(site, _identity) for site in sites]
 
     def _drop_path_sites(self) -> list[list[tuple[nn.Module, str]]]:
         names = ("drop_path1", "drop_path2", "drop_path")

@@ -2,7 +2,10 @@
 
 The run folder (``output.dir``) is the contract with ``push`` and the quickstart::
 
-    model/  adapter/  metrics.json  recipe.yaml  run_info.json  checkpoints/step_XXXXXXXX/  logs/
+    model/  adapter/  metrics.json  evaluation/  recipe.yaml  run_info.json  checkpoints/step_XXXXXXXX/  logs/
+
+``evaluation/`` is the test split's report, as ``vit-transfer evaluate`` writes it (per-class report,
+confusion matrix, most confused pairs, contact sheet of the most confidently wrong images).
 
 ``recipe.yaml`` and ``run_info.json`` are written before training starts, the model and the final
 metrics at the end; every file goes through a temp name and a rename, so a run that dies leaves
@@ -11,6 +14,7 @@ the previous complete files (and its checkpoints) behind, never half-written one
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +26,7 @@ from ..adapters.lora import LoraHandle, apply_lora, merge_lora, save_adapter
 from ..config import to_dict
 from ..errors import ConfigError
 from ..models import load_vit_from_config
-from .accelerator import make_accelerator
+from .accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import stale_checkpoints
 from .loop import FitResult, Hook, fit
 from .outputs import command_line, library_versions, replace_dir, write_json
@@ -158,6 +162,9 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     )
     model = result.model
     metrics = dict(result.metrics)
+    if data.test is not None:
+        write_test_evaluation(model, test_ds, data.id2label, acc, out, eval_bs, dc.num_workers,
+                              tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     if lora is not None:
         metrics.update({"trainable_parameters": lora.trainable_parameters,
                         "trainable_percent": lora.trainable_percent})
@@ -181,6 +188,27 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     acc.wait_for_everyone()
     return TrainResult(output_dir=out, metrics=metrics, model=model, history=result.history, lora=lora,
                        resumed_from=result.resumed_from)
+
+
+EVALUATION_DIR = "evaluation"
+
+
+def write_test_evaluation(model, test_split, id2label: dict, acc, out: Path, batch_size: int, num_workers: int,
+                          tensorboard: bool, step: int) -> None:
+    """The test split's per-class report and confusion matrix in ``out/evaluation`` (one more pass over the
+    test split, every process); the confusion matrix also goes to TensorBoard when the run logs there."""
+    from ..inference import evaluate
+
+    result = evaluate(model, test_split, id2label, accelerator=acc, batch_size=batch_size, num_workers=num_workers,
+                      desc="test report")
+    if not acc.is_main_process:
+        return
+    replace_dir(result.write, out / EVALUATION_DIR)  # atomically, like the rest of the run folder
+    if tensorboard and importlib.util.find_spec("tensorboard") is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(out / TRACKER_DIR)) as writer:
+            writer.add_image("test/confusion_matrix", result.confusion_pixels(), step, dataformats="HWC")
 
 
 def push(output_dir: Path, recipe: TrainRecipe) -> None:
