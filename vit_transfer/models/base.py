@@ -119,6 +119,7 @@ class TransferModel(nn.Module, abc.ABC):
     """
 
     ecosystem: str = ""
+    num_prompt_tokens: int = 0  # VPT prompts in the sequence after the prefix tokens (adapters/vpt.py)
 
     def __init__(self, model: nn.Module, source: str = ""):
         super().__init__()
@@ -240,6 +241,11 @@ class TransferModel(nn.Module, abc.ABC):
         Same weights, same numbers up to rounding; only speed differs. On CPU under bf16 autocast,
         eager measured 1.3-1.9x faster for these short sequences (see docs/training.md).
         """
+
+    @abc.abstractmethod
+    def token_sites(self) -> "tuple[nn.Module, list[nn.Module]]":
+        """The module whose output is the token sequence entering block 0 (position embeddings added), and the
+        blocks, oldest first: where prompt tokens go in (VPT)."""
 
     @abc.abstractmethod
     def attention_sites(self) -> "list[tuple[nn.Module, Callable[[object], torch.Tensor]]]":

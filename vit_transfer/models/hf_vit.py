@@ -91,7 +91,8 @@ class HFViT(TransferModel):
 
     @property
     def num_prefix_tokens(self) -> int:
-        return self.family.pos_prefix_tokens + int(getattr(self.model.config, "num_register_tokens", 0) or 0)
+        registers = int(getattr(self.model.config, "num_register_tokens", 0) or 0)
+        return self.family.pos_prefix_tokens + registers + self.num_prompt_tokens
 
     @property
     def num_pos_prefix_tokens(self) -> int:
@@ -156,7 +157,9 @@ class HFViT(TransferModel):
 
     def _native_head(self) -> bool:
         spec = self._head_spec
-        return spec.kind == "linear" and spec.dropout == 0 and spec.pooling == self.family.native_pooling
+        native = spec.kind == "linear" and spec.dropout == 0 and spec.pooling == self.family.native_pooling
+        # transformers' own heads average every token after the first: prompts would join that mean
+        return native and not (self.num_prompt_tokens and spec.pooling != "cls")
 
     def head_module_names(self) -> list[str]:
         return ["cls_classifier", "distillation_classifier"] if self._has_teacher_head() else ["classifier"]
@@ -197,6 +200,12 @@ class HFViT(TransferModel):
 
     def set_attention(self, implementation: str) -> None:
         self.model.set_attn_implementation(check_attention(implementation))
+
+    def token_sites(self):
+        # the blocks' ModuleList: `layers` (ViT/DeiT in transformers 5), `encoder.layer` (Dinov2)
+        depth = self.model.config.num_hidden_layers
+        blocks = next(m for m in self.backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == depth)
+        return self.backbone.embeddings, list(blocks)
 
     def attention_sites(self):
         # the attention modules transformers itself records for output_attentions: their output is (context, weights)

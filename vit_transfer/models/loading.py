@@ -49,6 +49,10 @@ def load_vit(
     else:
         resolved = resolve_source(str(source), ecosystem)
         model = _load_hf(resolved) if resolved.ecosystem == "hf" else _load_timm(resolved, architecture)
+        if resolved.kind == "dir":  # VPT prompts a stock layout cannot hold travel beside the weights
+            from ..adapters.vpt import load_prompts
+
+            load_prompts(model, resolved.location)
     if image_size is not None or patch_size is not None:
         model.resize(image_size or model.image_size, patch_size, interpolation, align_corners, antialias)
     if id2label is not None and num_labels is None:

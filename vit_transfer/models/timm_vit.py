@@ -42,7 +42,7 @@ class TimmViT(TransferModel):
 
     @property
     def num_prefix_tokens(self) -> int:
-        return int(self.model.num_prefix_tokens)
+        return int(self.model.num_prefix_tokens) + self.num_prompt_tokens
 
     @property
     def num_pos_prefix_tokens(self) -> int:
@@ -92,7 +92,9 @@ class TimmViT(TransferModel):
 
     def _native_head(self) -> bool:
         spec = self._head_spec
-        return spec.kind == "linear" and spec.dropout == 0 and spec.pooling in TIMM_POOL
+        native = spec.kind == "linear" and spec.dropout == 0 and spec.pooling in TIMM_POOL
+        # timm's own average pooling skips only its own prefix tokens: prompts would join the mean
+        return native and not (self.num_prompt_tokens and spec.pooling != "cls")
 
     def head_module_names(self) -> list[str]:
         return ["head"]
@@ -117,6 +119,9 @@ class TimmViT(TransferModel):
         for module in self.model.modules():
             if hasattr(module, "fused_attn"):  # timm's Attention picks its kernel per call from this flag
                 module.fused_attn = fused
+
+    def token_sites(self):
+        return self.model.norm_pre, list(self.model.blocks)
 
     def attention_sites(self):
         # timm's non-fused Attention passes the softmax through attn_drop (AttentionExtract's default hook site)
