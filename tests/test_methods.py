@@ -62,9 +62,11 @@ def one_step_moves(model) -> set[str]:
 
 
 def test_the_menu_and_its_errors():
-    assert list(METHODS) == ["full", "head", "lora", "bitfit", "norm", "peft"]
-    with pytest.raises(ConfigError, match="method must be one of full, head, lora, bitfit, norm, peft, got 'vpt'"):
-        load_train_recipe(None, ["method=vpt"])
+    assert list(METHODS) == ["full", "head", "lora", "bitfit", "norm", "peft", "ssf", "vpt"]
+    with pytest.raises(ConfigError, match="method must be one of full, head, lora, bitfit, norm, peft, ssf, vpt, got 'vtp'"):
+        load_train_recipe(None, ["method=vtp"])
+    with pytest.raises(ConfigError, match="vpt.tokens"):
+        load_train_recipe(None, ["method=vpt", "vpt.tokens=0"])
     with pytest.raises(ConfigError, match=r"peft.peft_type 'NOPE' .*known: .*IA3.*LOHA.*LOKR.*VERA"):
         load_train_recipe(None, ["method=peft", "peft.peft_type=NOPE"])
     with pytest.raises(ConfigError, match="needs peft.peft_type"):
@@ -259,3 +261,37 @@ def test_push_knows_each_method(tmp_path, bases, images):
     text = (tmp_path / "bitfit-up" / "README.md").read_text()
     assert "| Training method | BitFit (biases + head), head started from the linear probe (LP-FT) |" in text
     assert "LP-FT: the starting probe's validation top-1" in text
+
+
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_an_ssf_run_exports_the_merged_plain_model(tmp_path, bases, images, ecosystem):
+    result, out = run_recipe(tmp_path, bases[ecosystem], images, "ssf")
+    assert result.method.trainable_parameters < 0.2 * result.method.total_parameters
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        trained = result.model.eval()(x)  # merged at export: the same function, the stock architecture
+    torch.testing.assert_close(stock_logits(out / "model", ecosystem, x), trained, atol=1e-5, rtol=1e-5)
+    assert not (out / "adapter").exists()
+
+
+@pytest.mark.parametrize(("ecosystem", "deep", "stock"), [("timm", False, True), ("timm", True, False),
+                                                           ("hf", False, False)])
+def test_a_vpt_run_exports_what_reloads_to_the_trained_logits(tmp_path, bases, images, ecosystem, deep, stock):
+    from vit_transfer.adapters.vpt import PROMPTS_FILE
+    from vit_transfer.hub import push_run
+
+    result, out = run_recipe(tmp_path, bases[ecosystem], images, "vpt", vpt={"tokens": 3, "deep": deep},
+                             model={"head_init": "trunc_normal"})
+    assert "VPT" in result.method.description
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        trained = result.model.eval()(x)
+        torch.testing.assert_close(load_vit(out / "model").eval()(x), trained, atol=1e-5, rtol=1e-5)
+    assert (out / "model" / PROMPTS_FILE).exists() != stock
+    if stock:  # shallow prompts as timm register tokens: timm's own loader gives the trained logits
+        torch.testing.assert_close(stock_logits(out / "model", ecosystem, x), trained, atol=1e-5, rtol=1e-5)
+    else:  # the prompts travel with a push, and the card says how to load them
+        push_run(out, "me/vpt", dry_run_dir=tmp_path / "up")
+        assert (tmp_path / "up" / PROMPTS_FILE).exists()
+        text = (tmp_path / "up" / "README.md").read_text()
+        assert "load_vit" in text and PROMPTS_FILE in text

@@ -286,6 +286,9 @@ def render_body(run, staged, repo_id, info, recipe, metrics, base_id, dataset) -
         ("Head", _head_text(staged, recipe)),
     ]
     parts += ["## Model details", _table(details)]
+    note = _method_note(method)
+    if note:
+        parts.append(note)
     parts += _results_section(metrics, recipe)
     parts += _lora_section(run)
     parts += _hyperparameter_section(recipe, metrics)
@@ -316,6 +319,12 @@ def _results_section(metrics: dict, recipe: dict) -> list[str]:
     if not rows:
         return []
     return ["## Results", "| Split | Top-1 accuracy | Top-5 accuracy | Loss |\n|---|---|---|---|\n" + "\n".join(rows)]
+
+
+def _method_note(method: str | None) -> str:
+    from ..methods import METHODS
+
+    return METHODS[method].card_note() if method in METHODS else ""
 
 
 def method_text(method: str | None, adapter_config: dict, recipe: dict) -> str | None:
@@ -424,7 +433,7 @@ def usage_snippet(staged: StagedModel, repo_id: str, info: dict, recipe: dict) -
         fetch = "from huggingface_hub import snapshot_download\n" if staged.ecosystem == "timm" else ""
         source = f'"{repo_id}"' if staged.ecosystem == "hf" else f'snapshot_download("{repo_id}")'
         return (
-            "This model uses a vit-transfer head (" + ", ".join(f"{k}={v}" for k, v in staged.custom_head.items())
+            "This model uses vit-transfer parts (" + ", ".join(f"{k}={v}" for k, v in staged.custom_head.items())
             + ") that the stock loader cannot rebuild; load it with vit-transfer:\n\n```python\n"
             f"import torch\n{fetch}from vit_transfer import load_vit\n\n"
             f"model = load_vit({source}).eval()\n"

@@ -32,6 +32,7 @@ MODEL_FILE_PATTERNS = (
     "pytorch_model.bin",
     "pytorch_model-*-of-*.bin",
     "pytorch_model.bin.index.json",
+    "vpt_prompts.safetensors",  # adapters.vpt.PROMPTS_FILE: prompts load_vit re-applies
 )
 ADAPTER_FILE_PATTERNS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", ADAPTER_INFO_FILE)
 LIBRARY_NAMES = {"hf": "transformers", "timm": "timm"}
@@ -176,7 +177,7 @@ def _summarise_hf(folder: Path, what: str) -> StagedModel:
         patch_size=to_pair(cfg["patch_size"]) if "patch_size" in cfg else None,
         num_labels=len(id2label) or cfg.get("num_labels"), id2label=id2label,
         architecture=(cfg.get("architectures") or [cfg.get("model_type")])[0],
-        custom_head=cfg.get(HEAD_CONFIG_KEY),
+        custom_head=_vit_transfer_parts(folder, cfg.get(HEAD_CONFIG_KEY)),
     )
 
 
@@ -192,8 +193,18 @@ def _summarise_timm(folder: Path, what: str) -> StagedModel:
         image_size=(int(input_size[1]), int(input_size[2])) if input_size else None,
         patch_size=to_pair(patch) if patch else None,
         num_labels=cfg.get("num_classes"), id2label=dict(enumerate(str(n) for n in names)),
-        architecture=cfg.get("architecture"), custom_head=cfg.get(HEAD_CONFIG_KEY),
+        architecture=cfg.get("architecture"), custom_head=_vit_transfer_parts(folder, cfg.get(HEAD_CONFIG_KEY)),
     )
+
+
+def _vit_transfer_parts(folder: Path, head: "dict | None") -> "dict | None":
+    """What only ``load_vit`` rebuilds: a vit-transfer head, and VPT prompts kept beside the weights."""
+    from ..adapters.vpt import PROMPTS_FILE
+
+    parts = dict(head or {})
+    if (folder / PROMPTS_FILE).is_file():
+        parts["prompts"] = PROMPTS_FILE
+    return parts or None
 
 
 # --- adapters -------------------------------------------------------------------------------

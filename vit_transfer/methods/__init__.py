@@ -15,8 +15,11 @@ from .head import HeadOnly
 from .lora import LoRA
 from .norm import NormTuning
 from .peft_tuner import PeftTuner
+from .ssf import SSF
+from .vpt import VPT
 
-METHODS: dict[str, Method] = {m.name: m for m in (FullFineTuning(), HeadOnly(), LoRA(), BitFit(), NormTuning(), PeftTuner())}
+METHODS: dict[str, Method] = {m.name: m for m in (FullFineTuning(), HeadOnly(), LoRA(), BitFit(), NormTuning(), PeftTuner(),
+                                                  SSF(), VPT())}
 
 
 def get_method(name: str) -> Method:

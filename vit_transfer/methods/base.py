@@ -16,6 +16,7 @@ from typing import Callable
 from torch import nn
 
 from ..adapters.lora import LoraSettings
+from ..adapters.vpt import VPTSettings
 from ..adapters.peft_adapter import AdapterHandle, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class MethodOptions:
 
     lora: LoraSettings = field(default_factory=LoraSettings)
     peft: dict = field(default_factory=dict)
+    vpt: VPTSettings = field(default_factory=VPTSettings)
 
 
 @dataclass
@@ -77,6 +79,10 @@ class Method:
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         """Write the trained result into the run folder; by default a plain model the stock loaders read."""
         save_plain_model(model, output_dir)
+
+    def card_note(self) -> str:
+        """A sentence the model card adds under its details (how the export must be loaded), if any."""
+        return ""
 
 
 def save_plain_model(model, output_dir: Path) -> None:

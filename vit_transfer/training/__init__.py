@@ -6,7 +6,8 @@ from .evaluation import evaluate_model, prepare_eval_loader
 from .loop import FitResult, TrainingRunner, TrainState, fit
 from .optim import build_optimizer
 from .recipe import TrainRecipe, load_train_recipe
-from .run import TrainResult, prepare_method, train
+from ..methods import prepare_method
+from .run import TrainResult, train
 from .schedule import build_scheduler
 
 __all__ = [

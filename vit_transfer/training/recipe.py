@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.lora import LoraSettings
+from ..adapters.vpt import VPTSettings
 from ..config import ModelConfig, load_recipe
 from ..errors import ConfigError
 from ..data import AugmentConfig, DataConfig
@@ -21,9 +22,10 @@ class TrainRecipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    method: str = "full"  # a name in vit_transfer.methods.METHODS: full | head | lora | bitfit | norm | peft
+    method: str = "full"  # a name in vit_transfer.methods.METHODS: full | head | lora | bitfit | norm | peft | ssf | vpt
     lora: LoraSettings = field(default_factory=LoraSettings)
     peft: dict[str, Any] = field(default_factory=dict)  # method: peft: peft_type + that peft config's options
+    vpt: VPTSettings = field(default_factory=VPTSettings)  # method: vpt: tokens, deep
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -42,7 +44,7 @@ class TrainRecipe:
     def method_options(self):
         from ..methods import MethodOptions
 
-        return MethodOptions(lora=self.lora, peft=self.peft)
+        return MethodOptions(lora=self.lora, peft=self.peft, vpt=self.vpt)
 
 
 def load_train_recipe(path: "str | Path | None", overrides: "list[str] | None" = None) -> TrainRecipe:

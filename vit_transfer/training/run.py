@@ -25,6 +25,7 @@ import yaml
 from ..adapters.lora import LoraHandle
 from ..config import to_dict
 from ..errors import ConfigError
+from ..methods import prepare_method
 from ..models import load_vit_from_config
 from .accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import stale_checkpoints
@@ -44,15 +45,6 @@ class TrainResult:
     lora: LoraHandle | None = None  # the peft adapter handle (LoRA or any peft tuner), else None
     resumed_from: str | None = None
     method: object = None  # vit_transfer.methods.PreparedMethod
-
-
-def prepare_method(model, method: str, lora_cfg=None, peft_cfg: dict | None = None):
-    """Set which weights train, by looking ``method`` up in ``vit_transfer.methods.METHODS``; returns its
-    ``PreparedMethod`` (trainable counts, summary, the peft handle for adapter methods)."""
-    from ..adapters.lora import LoraSettings
-    from ..methods import MethodOptions, get_method
-
-    return get_method(method).prepare(model, MethodOptions(lora_cfg or LoraSettings(), dict(peft_cfg or {})))
 
 
 def micro_batch_size(batch_size: int, num_processes: int, grad_accum_steps: int) -> int:
@@ -119,7 +111,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
                                      num_workers=recipe.data.num_workers, seed=t.seed, accelerator=acc)
         method_metrics = probe.metrics()
         acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
-    prepared = prepare_method(model, recipe.method, recipe.lora, recipe.peft)
+    prepared = prepare_method(model, recipe.method, recipe.method_options())
     lora = prepared.adapter
     acc.print(prepared.summary())
     info = run_info(recipe, model, original_size, command)

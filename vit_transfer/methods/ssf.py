@@ -1,0 +1,26 @@
+"""``method: ssf`` (Lian et al. 2022): a per-channel scale and shift after every backbone linear and norm
+layer, plus the head. ``adapters/ssf.py`` holds the layers; the export folds them into the weights, so
+``OUTPUT_DIR/model`` is a plain ViT with no inference cost that the stock loaders read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..adapters.ssf import apply_ssf, merge_ssf
+from .base import Method, MethodOptions, PreparedMethod, save_plain_model
+
+
+class SSF(Method):
+    name = "ssf"
+    title = "SSF (scale-and-shift features, merged into the weights)"
+    trains = "a scale and a shift after every linear and LayerNorm of the backbone, and the head"
+
+    def prepare(self, model, options: MethodOptions) -> PreparedMethod:
+        handle = apply_ssf(model)
+        return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters,
+                              f"SSF on {len(handle.layers)} linear and norm layers + head")
+
+    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
+        merge_ssf(model)  # from here on the model is the stock architecture
+        save_plain_model(model, output_dir)
