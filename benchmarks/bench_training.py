@@ -6,7 +6,8 @@ upscaled to ``--image-size`` through a real data pipeline (random-resized crop +
 each in its own fresh process, taken in turns:
 
 1. ``vit-transfer``: ``vit_transfer.train`` on a recipe with the library defaults (uint8 batches
-   normalised on the device, fused AdamW, cosine schedule, Accelerate), and with ``train.compile: true``;
+   normalised on the device, fused AdamW, cosine schedule, Accelerate, ``model.attention: auto``), with
+   ``train.compile: true``, and with ``model.attention: sdpa`` (what ``auto`` did not pick on a CPU);
 2. ``Trainer``: ``transformers.Trainer`` with its defaults, and with ``torch_compile=True``, reading
    float images normalised in the loader (as a ``set_transform`` pipeline gives them);
 3. ``timm loop``: the loop timm's ``train.py`` runs (``timm.create_model``, ``create_optimizer_v2``,
@@ -261,7 +262,7 @@ def run_timm_loop(args, stamps, *, compile=False):
 CONTENDERS = {
     "vit-transfer": lambda a, s: run_vit_transfer(a, s),
     "vit-transfer compile": lambda a, s: run_vit_transfer(a, s, compile=True),
-    "vit-transfer attention=eager": lambda a, s: run_vit_transfer(a, s, attention="eager"),
+    "vit-transfer attention=sdpa": lambda a, s: run_vit_transfer(a, s, attention="sdpa"),
     "Trainer": lambda a, s: run_trainer(a, s),
     "Trainer torch_compile": lambda a, s: run_trainer(a, s, compile=True),
     "timm loop": lambda a, s: run_timm_loop(a, s),

@@ -47,7 +47,9 @@ def recipe_for(kind: str, seed: int, args, run_dir: Path) -> TrainRecipe:
                       "data.max_train_samples=64", "data.max_eval_samples=32", "data.max_test_samples=32",
                       "eval.every_steps=null", "model.scratch.depth=2"]
     else:
-        overrides += ["train.max_steps=null", f"train.epochs={args.epochs}"]
+        overrides += ["train.max_steps=null", f"train.epochs={args.epochs}", "eval.every_steps=null"]
+        if args.train_samples:
+            overrides.append(f"data.max_train_samples={args.train_samples}")
     return load_recipe(resolve_recipe("pretrain_fashion_mnist"), overrides, TrainRecipe)
 
 
@@ -59,6 +61,8 @@ def inspection_images(count: int) -> list:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=float, default=3.0, help="training epochs per run (the same for every run)")
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help="train on this many images (stratified, seeded) instead of all 54,000: a smaller budget")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(POS_EMBED_KINDS), choices=POS_EMBED_KINDS)
     parser.add_argument("--precision", default="auto", choices=["no", "bf16", "fp16", "auto"])
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_attention_distance({k: _array(d["attention_distance_per_head"]) for k, d in diagnostics.items()},
                             figures / "attention_distance_all.png")
     payload = {"smoke": args.smoke, "epochs": None if args.smoke else args.epochs, "seeds": args.seeds,
+               "train_samples": args.train_samples,
                "recipe": "pretrain_fashion_mnist", "summary": summary, "runs": runs,
                "diagnostics": {k: {kk: vv for kk, vv in d.items() if kk != "similarity"} for k, d in diagnostics.items()},
                "paper_table_8": PAPER}
@@ -120,9 +125,13 @@ def _array(values):
 
 def markdown(payload: dict) -> str:
     budget = "smoke run (3 steps, 64 images): plumbing only, numbers meaningless" if payload["smoke"] else \
-        f"{payload['epochs']:g} epochs per run"
+        f"{payload['epochs']:g} epochs per run" + (f" over {payload['train_samples']:,} training images"
+                                                    if payload.get("train_samples") else "")
     lines = ["# Position-embedding ablation (ViT paper, Appendix D.4) on Fashion-MNIST", "",
-             f"`python benchmarks/pos_embed_ablation.py` - recipe `{payload['recipe']}` from scratch, {budget}, "
+             "`python benchmarks/pos_embed_ablation.py"
+             + ("" if payload["smoke"] else f" --epochs {payload['epochs']:g}")
+             + (f" --train-samples {payload['train_samples']}" if payload.get("train_samples") else "")
+             + f"` - recipe `{payload['recipe']}` from scratch, {budget}, "
              f"seeds {payload['seeds']}; test top-1 on {payload['runs'][0]['test_examples']:,} test images, "
              "mean +- std over seeds.", "",
              "| pos_embed | test top-1 | runs | locality (seed 0) | mean attention distance, first -> last block (px) |",

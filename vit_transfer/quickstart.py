@@ -44,7 +44,7 @@ class QuickstartConfig:
     probe_blocks: int = 6  # features of the last N blocks concatenated; val: 6 94.4%, 3 93.1%, 1 92.2% (cls+mean)
     shots: int = 10
     precision: str = "auto"  # bf16 where the CPU/GPU has it natively, else fp32
-    attention: str = "eager"  # faster than sdpa for these short (65-token) sequences on CPU (docs/training.md)
+    attention: str = "auto"  # eager on the CPU for these 65-token sequences (faster there), sdpa on a GPU
     seed: int = 0
     max_steps: int | None = None  # cap every fine-tune (the fast test uses a few steps)
     progress: bool = True

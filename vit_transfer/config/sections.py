@@ -25,7 +25,8 @@ class ModelConfig:
     head_init: Literal["zeros", "trunc_normal", "probe"] = "zeros"  # probe (training only): LP-FT, the fitted linear probe
     reuse_matching_head: bool = True  # a checkpoint already trained on exactly these labels keeps its head
     pretrained: bool = True  # False: same architecture, random weights (the control run)
-    attention: Literal["sdpa", "eager"] | None = None  # None keeps the library default (sdpa); eager is faster on CPU bf16
+    # auto (or null): eager on the CPU for sequences up to 256 tokens, where it measured faster, else sdpa
+    attention: Literal["auto", "sdpa", "eager"] | None = "auto"
     gradient_checkpointing: bool = False  # recompute block activations in backward: less memory, ~1/3 more compute
     drop_path_rate: float = 0.0  # stochastic depth of the last block, linearly less before (timm, HF Dinov2)
     patch_drop_rate: float = 0.0  # timm only: drop this share of patch tokens per training step (speed)

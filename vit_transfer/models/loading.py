@@ -264,6 +264,20 @@ def _load_timm_file(src: Source, architecture: str | None) -> TimmViT:
     return TimmViT(model, src.original)
 
 
+EAGER_MAX_TOKENS = 256
+
+
+def auto_attention(model: TransferModel, device_type: str | None = None) -> str:
+    """``model.attention: auto``: ``eager`` on the CPU for sequences of up to ``EAGER_MAX_TOKENS`` tokens, else
+    ``sdpa``. Measured training ViT-S/16 under bf16 on a 2-core AVX512-BF16 CPU: eager 1.12x sdpa at 197 tokens
+    (224 px), 1.3-1.9x at 50-65 tokens, 0.83x at 577 tokens (384 px); on GPUs sdpa's fused kernels win."""
+    import torch
+
+    device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokens = model.num_prefix_tokens + model.grid_size[0] * model.grid_size[1]
+    return "eager" if device_type == "cpu" and tokens <= EAGER_MAX_TOKENS else "sdpa"
+
+
 def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int, str] | None = None,
                          seed: int = 0) -> TransferModel:
     """The model a recipe's ``model:`` section (``vit_transfer.config.ModelConfig``) describes: ``load_vit``
@@ -288,8 +302,7 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
     )
     if not cfg.pretrained:
         model.reinitialize(seed, head_init)
-    if cfg.attention:
-        model.set_attention(cfg.attention)
+    model.set_attention(auto_attention(model) if cfg.attention in (None, "auto") else cfg.attention)
     if cfg.gradient_checkpointing:
         model.set_gradient_checkpointing(True)
     if cfg.drop_path_rate:

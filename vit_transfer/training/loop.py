@@ -180,10 +180,10 @@ class TrainingRunner:
             if batch["labels"].shape[0] > 0:
                 if self.batch_transform is not None:
                     batch = self.batch_transform(batch)
-                pixels = batch["pixel_values"]
-                if self.cfg.compile:  # one graph for every batch size (images dropped as undecodable)
-                    torch._dynamo.mark_dynamic(pixels, 0)
-                logits = self.model(pixels).float()
+                # train.compile: torch's automatic dynamic shapes specialise the first graph to the batch size
+                # (fastest); a batch of another size (undecodable images dropped) recompiles once, into a graph
+                # with a symbolic batch dimension that every later size reuses
+                logits = self.model(batch["pixel_values"]).float()
                 loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
             else:  # keep the processes in step: a zero-weight pass through every trainable weight
                 shape = tuple(batch["pixel_values"].shape[1:])
