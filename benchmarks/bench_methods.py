@@ -189,9 +189,12 @@ def _mean_std(values):
 def write_report(table: dict, args) -> None:
     import torch
 
+    import shlex
+
+    chosen = "" if args.methods == list(METHODS) else " --methods " + " ".join(shlex.quote(m) for m in args.methods)
     lines = ["# Transfer methods on the offline proxy (shipped Fashion-MNIST ViT -> digits, 32 px)", "",
              f"`python benchmarks/bench_methods.py --steps {args.steps} --seeds {' '.join(map(str, args.seeds))} "
-             f"--threads {args.threads}`", "",
+             f"--threads {args.threads}{chosen}`", "",
              f"Every run: {args.steps} steps at batch 32, cosine schedule, label smoothing 0.1, bf16 where native, "
              f"{args.threads} threads, torch {torch.__version__}. Learning rate chosen per method on seed "
              f"{args.seeds[0]}'s validation split (20% of the training half, stratified) from the grid shown; "
