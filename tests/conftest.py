@@ -30,6 +30,12 @@ def timm_vit_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bases(hf_vit_dir, timm_vit_dir):
+    """Both tiny checkpoints by ecosystem, for tests parametrised over ``"hf"`` and ``"timm"``."""
+    return {"hf": hf_vit_dir, "timm": timm_vit_dir}
+
+
+@pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     """A learnable 3-class image folder (train/test), classes differ by colour."""
     from vit_transfer.testing import write_image_folder

@@ -13,7 +13,7 @@ from vit_transfer.adapters import (LoraSettings, apply_lora, load_adapter, merge
                                    save_adapter)
 from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
-from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
+from vit_transfer.testing import write_image_folder
 from vit_transfer.training import fit, load_train_recipe, train
 from vit_transfer.training.config import OptimConfig, TrainConfig
 
@@ -24,12 +24,6 @@ def one_thread():
     torch.set_num_threads(1)  # tiny models; avoids spin-waiting threads on a busy CPU
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bases")
-    return {"hf": save_tiny_hf_vit(root / "hf"), "timm": save_tiny_timm_vit(root / "timm")}
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,11 @@ import yaml
 from vit_transfer.data import DataConfig, build_transform, load_image_datasets, make_dataloader
 from vit_transfer.models import load_vit
 from vit_transfer.probe.logistic import fit_logistic_regression
-from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
+from vit_transfer.testing import write_image_folder
 from vit_transfer.training import load_train_recipe, train
 from vit_transfer.training.accelerator import make_accelerator
 from vit_transfer.training.evaluation import evaluate_model
 from vit_transfer.training.lp_ft import init_head_from_probe
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bases")
-    return {"hf": save_tiny_hf_vit(root / "hf"), "timm": save_tiny_timm_vit(root / "timm")}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from vit_transfer.adapters import LoraSettings, apply_lora, load_adapter, merge_
 from vit_transfer.errors import ConfigError
 from vit_transfer.methods import METHODS, MethodOptions, prepare_method
 from vit_transfer.models import load_vit
-from vit_transfer.testing import save_tiny_hf_vit, save_tiny_timm_vit, write_image_folder
+from vit_transfer.testing import write_image_folder
 from vit_transfer.training import fit, load_train_recipe, train
 from vit_transfer.training.config import OptimConfig, TrainConfig
 
@@ -20,12 +20,6 @@ PEFT_TYPES = {  # tiny-model options: block sizes must divide the width (32), fr
     "LOHA": {"r": 4}, "LOKR": {"r": 4}, "IA3": {}, "VERA": {"r": 4}, "BOFT": {"boft_block_size": 4},
     "OFT": {"r": 0, "oft_block_size": 4}, "FOURIERFT": {"n_frequency": 64},
 }
-
-
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bases")
-    return {"hf": save_tiny_hf_vit(root / "hf"), "timm": save_tiny_timm_vit(root / "timm")}
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,22 @@ class Crash(RuntimeError):
     """Stands in for a killed process."""
 
 
+def whole_crashed_and_resumed(tmp_path, source, images, crash_step: int, **sections):
+    """The same recipe run straight through, and run again killed after ``crash_step`` then resumed from its
+    latest checkpoint: ``(whole, resumed)`` results."""
+    whole = train(load_train_recipe(write_recipe(tmp_path / "a.yaml", source, images, tmp_path / "a", **sections)))
+
+    def crash(state):
+        if state.step == crash_step:
+            raise Crash(f"killed at step {crash_step}")
+
+    recipe_b = write_recipe(tmp_path / "b.yaml", source, images, tmp_path / "b", **sections)
+    with pytest.raises(Crash):
+        train(load_train_recipe(recipe_b), hooks=[crash])
+    assert not (tmp_path / "b" / "model").exists() and not (tmp_path / "b" / "metrics.json").exists()
+    return whole, train(load_train_recipe(recipe_b, ["train.resume_from_checkpoint=latest"]))
+
+
 def test_resume_after_a_crash_matches_an_uninterrupted_run_bit_for_bit(tmp_path, images):
     source = save_tiny_hf_vit(tmp_path / "base", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
     extra = dict(
@@ -104,17 +120,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run_bit_for_bit(tmp_path,
         eval={"every_steps": 4},
         optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
     )
-    whole = train(load_train_recipe(write_recipe(tmp_path / "a.yaml", source, images, tmp_path / "a", **extra)))
-
-    def crash_at_10(state):
-        if state.step == 10:
-            raise Crash("killed at step 10")
-
-    recipe_b = write_recipe(tmp_path / "b.yaml", source, images, tmp_path / "b", **extra)
-    with pytest.raises(Crash):
-        train(load_train_recipe(recipe_b), hooks=[crash_at_10])
-    assert not (tmp_path / "b" / "model").exists() and not (tmp_path / "b" / "metrics.json").exists()
-    resumed = train(load_train_recipe(recipe_b, ["train.resume_from_checkpoint=latest"]))
+    whole, resumed = whole_crashed_and_resumed(tmp_path, source, images, 10, **extra)
 
     assert resumed.resumed_from.endswith("step_00000008")
     a, b = whole.model.state_dict(), resumed.model.state_dict()
@@ -393,16 +399,7 @@ def test_resume_stays_bit_exact_with_each_speed_option(tmp_path, images, option,
     extra = {section: dict(values) for section, values in SPEED_RUN.items()}
     for section, values in SPEED_OPTIONS[option].items():
         extra.setdefault(section, {}).update(values)
-    whole = train(load_train_recipe(write_recipe(tmp_path / "a.yaml", source, images, tmp_path / "a", **extra)))
-
-    def crash_at_7(state):
-        if state.step == 7:
-            raise Crash("killed at step 7")
-
-    recipe_b = write_recipe(tmp_path / "b.yaml", source, images, tmp_path / "b", **extra)
-    with pytest.raises(Crash):
-        train(load_train_recipe(recipe_b), hooks=[crash_at_7])
-    resumed = train(load_train_recipe(recipe_b, ["train.resume_from_checkpoint=latest"]))
+    whole, resumed = whole_crashed_and_resumed(tmp_path, source, images, 7, **extra)
     assert resumed.resumed_from.endswith("step_00000006")
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), option

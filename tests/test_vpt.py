@@ -44,14 +44,16 @@ def test_prompts_train_alone_with_the_head(kind, deep, tmp_path):
     model = build(kind, tmp_path)
     before_len, prefix = sequence_length(model), model.num_prefix_tokens
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not any(p is q for q in model.head_parameters())}
-    handle = apply_vpt(model, VPTSettings(tokens=4, deep=deep))
+    prompts = apply_vpt(model, VPTSettings(tokens=4, deep=deep))
     assert sequence_length(model) == before_len + 4 and model.num_prefix_tokens == prefix + 4
     layers = len(model.token_sites()[1]) if deep else 1
     assert model.prompts.tokens.shape == (layers, 4, model.embed_dim)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     heads = {n for n, p in model.named_parameters() if any(p is q for q in model.head_parameters())}
     assert trainable == heads | {"prompts.tokens"}
-    assert handle.trainable_parameters == model.prompts.tokens.numel() + sum(p.numel() for p in model.head_parameters())
+    assert prompts is model.prompts
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trained == prompts.tokens.numel() + sum(p.numel() for p in model.head_parameters())
     model.train()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     model(X).logsumexp(-1).mean().backward()

@@ -11,8 +11,6 @@ only, so the merged model keeps the stock architecture. Initialisation follows t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -51,26 +49,9 @@ def _mergeable(module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) and module.elementwise_affine and module.weight is not None
 
 
-@dataclass
-class SSFHandle:
-    """What ``apply_ssf`` did: the wrapped layers and the trainable parameter count."""
-
-    layers: list[str]
-    trainable_parameters: int
-    total_parameters: int
-
-    @property
-    def trainable_percent(self) -> float:
-        return 100.0 * self.trainable_parameters / max(1, self.total_parameters)
-
-    def summary(self) -> str:
-        return (f"SSF on {len(self.layers)} linear and norm layers + head: {self.trainable_parameters:,} trainable "
-                f"of {self.total_parameters:,} parameters ({self.trainable_percent:.2f}%)")
-
-
-def apply_ssf(model, init_std: float = 0.02) -> SSFHandle:
+def apply_ssf(model, init_std: float = 0.02) -> list[str]:
     """Wrap every backbone Linear and LayerNorm of ``model`` (a ``TransferModel``) in a ``ScaleShift``, in place;
-    freeze the rest but the head."""
+    freeze the rest but the head. Returns the wrapped layers' names."""
     native, heads = model.model, model.head_module_names()
 
     def in_head(name: str) -> bool:
@@ -85,9 +66,7 @@ def apply_ssf(model, init_std: float = 0.02) -> SSFHandle:
         setattr(parent, leaf, ScaleShift(getattr(parent, leaf), init_std))
     for p in model.head_parameters():
         p.requires_grad_(True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for n, p in model.named_parameters() if not n.endswith((".scale", ".shift")))
-    return SSFHandle(names, trainable, total)
+    return names
 
 
 def merge_ssf(model) -> int:

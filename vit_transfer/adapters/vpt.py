@@ -91,36 +91,17 @@ class _Replace:
         return args, dict(kwargs, hidden_states=self.prompts.replace(self.layer, kwargs["hidden_states"]))
 
 
-@dataclass
-class VPTHandle:
-    tokens: int
-    deep: bool
-    trainable_parameters: int
-    total_parameters: int
-
-    @property
-    def trainable_percent(self) -> float:
-        return 100.0 * self.trainable_parameters / max(1, self.total_parameters)
-
-    def summary(self) -> str:
-        kind = "deep (every block)" if self.deep else "shallow (first block)"
-        return (f"VPT, {self.tokens} prompt tokens, {kind} + head: {self.trainable_parameters:,} trainable of "
-                f"{self.total_parameters:,} parameters ({self.trainable_percent:.2f}%)")
-
-
-def apply_vpt(model, cfg: VPTSettings) -> VPTHandle:
+def apply_vpt(model, cfg: VPTSettings) -> Prompts:
     """Add prompts to ``model`` (a ``TransferModel``) in place; freeze everything but them and the head."""
     if getattr(model, "prompts", None) is not None:
         raise ConfigError("this model already has VPT prompts")
-    total = sum(p.numel() for p in model.parameters())
     for p in model.parameters():
         p.requires_grad_(False)
     model.prompts = Prompts(model, cfg.tokens, cfg.deep)
     model.num_prompt_tokens = cfg.tokens
     for p in model.head_parameters():
         p.requires_grad_(True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return VPTHandle(cfg.tokens, cfg.deep, trainable, total)
+    return model.prompts
 
 
 def remove_prompts(model) -> None:

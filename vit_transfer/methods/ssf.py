@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..adapters.ssf import apply_ssf, merge_ssf
+from ..adapters.peft_adapter import count_parameters
 from .base import Method, MethodOptions, PreparedMethod, save_plain_model
 
 
@@ -17,9 +18,8 @@ class SSF(Method):
     trains = "a scale and a shift after every linear and LayerNorm of the backbone, and the head"
 
     def prepare(self, model, options: MethodOptions) -> PreparedMethod:
-        handle = apply_ssf(model)
-        return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters,
-                              f"SSF on {len(handle.layers)} linear and norm layers + head")
+        layers = apply_ssf(model)
+        return PreparedMethod(self.name, *count_parameters(model), f"SSF on {len(layers)} linear and norm layers + head")
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         merge_ssf(model)  # from here on the model is the stock architecture

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..adapters.vpt import PROMPTS_FILE, apply_vpt, prompts_to_registers, save_prompts
+from ..adapters.peft_adapter import count_parameters
 from .base import Method, MethodOptions, PreparedMethod
 
 
@@ -20,10 +21,9 @@ class VPT(Method):
     trains = "prompt tokens entering the first block (vpt.deep: every block), and the head"
 
     def prepare(self, model, options: MethodOptions) -> PreparedMethod:
-        handle = apply_vpt(model, options.vpt)
+        apply_vpt(model, options.vpt)
         kind = "deep" if options.vpt.deep else "shallow"
-        return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters,
-                              f"VPT-{kind}, {options.vpt.tokens} prompt tokens + head")
+        return PreparedMethod(self.name, *count_parameters(model), f"VPT-{kind}, {options.vpt.tokens} prompt tokens + head")
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         from ..training.outputs import replace_dir
