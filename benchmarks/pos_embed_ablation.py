@@ -50,6 +50,8 @@ def recipe_for(kind: str, seed: int, args, run_dir: Path) -> TrainRecipe:
         overrides += ["train.max_steps=null", f"train.epochs={args.epochs}", "eval.every_steps=null"]
         if args.train_samples:
             overrides.append(f"data.max_train_samples={args.train_samples}")
+        if args.warmup_steps is not None:
+            overrides.append(f"schedule.warmup_steps={args.warmup_steps}")
     return load_recipe(resolve_recipe("pretrain_fashion_mnist"), overrides, TrainRecipe)
 
 
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=3.0, help="training epochs per run (the same for every run)")
     parser.add_argument("--train-samples", type=int, default=None,
                         help="train on this many images (stratified, seeded) instead of all 54,000: a smaller budget")
+    parser.add_argument("--warmup-steps", type=int, default=None, help="the schedule's warm-up (default: the recipe's 200)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(POS_EMBED_KINDS), choices=POS_EMBED_KINDS)
     parser.add_argument("--precision", default="auto", choices=["no", "bf16", "fp16", "auto"])
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     plot_attention_distance({k: _array(d["attention_distance_per_head"]) for k, d in diagnostics.items()},
                             figures / "attention_distance_all.png")
     payload = {"smoke": args.smoke, "epochs": None if args.smoke else args.epochs, "seeds": args.seeds,
-               "train_samples": args.train_samples,
+               "train_samples": args.train_samples, "warmup_steps": args.warmup_steps,
                "recipe": "pretrain_fashion_mnist", "summary": summary, "runs": runs,
                "diagnostics": {k: {kk: vv for kk, vv in d.items() if kk != "similarity"} for k, d in diagnostics.items()},
                "paper_table_8": PAPER}
@@ -131,6 +134,7 @@ def markdown(payload: dict) -> str:
              "`python benchmarks/pos_embed_ablation.py"
              + ("" if payload["smoke"] else f" --epochs {payload['epochs']:g}")
              + (f" --train-samples {payload['train_samples']}" if payload.get("train_samples") else "")
+             + (f" --warmup-steps {payload['warmup_steps']}" if payload.get("warmup_steps") is not None else "")
              + f"` - recipe `{payload['recipe']}` from scratch, {budget}, "
              f"seeds {payload['seeds']}; test top-1 on {payload['runs'][0]['test_examples']:,} test images, "
              "mean +- std over seeds.", "",
