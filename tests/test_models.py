@@ -313,6 +313,7 @@ def test_head_with_identical_labels_is_kept_unless_asked(ecosystem, hf_vit_dir, 
 def test_attention_kernel_choice_keeps_the_numbers(ecosystem, hf_vit_dir, timm_vit_dir, tmp_path):
     from vit_transfer.config import ModelConfig
     from vit_transfer.models import load_vit_from_config
+    from vit_transfer.models.loading import auto_attention
 
     src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
     fused = load_vit(src).eval()
@@ -343,6 +344,7 @@ def test_reinitialized_mlp_head_trains_the_backbone(ecosystem, hf_vit_dir, timm_
     the first matrix and the backbone (with both matrices at zero only the output bias ever learns)."""
     from vit_transfer.config import ModelConfig
     from vit_transfer.models import load_vit_from_config
+    from vit_transfer.models.loading import auto_attention
 
     src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
     cfg = ModelConfig(source=str(src), head="mlp", head_hidden_dim=16, pretrained=False)
@@ -366,6 +368,7 @@ def test_reinitialize_with_a_wider_head(ecosystem, hf_vit_dir, timm_vit_dir):
     """cls+mean doubles the head's input width; the random control keeps that head and its labels."""
     from vit_transfer.config import ModelConfig
     from vit_transfer.models import load_vit_from_config
+    from vit_transfer.models.loading import auto_attention
 
     src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
     pretrained = load_vit(src, id2label={0: "a", 1: "b"}, pooling="cls+mean")
@@ -409,6 +412,7 @@ def test_timm_fc_norm_features_are_the_head_input(tmp_path, pooling):
 def test_recipe_builds_the_load_vit_model_and_records_the_original_size(ecosystem, hf_vit_dir, timm_vit_dir):
     from vit_transfer.config import ModelConfig
     from vit_transfer.models import load_vit_from_config
+    from vit_transfer.models.loading import auto_attention
 
     src = hf_vit_dir if ecosystem == "hf" else timm_vit_dir
     labels = {0: "a", 1: "b"}
@@ -418,6 +422,7 @@ def test_recipe_builds_the_load_vit_model_and_records_the_original_size(ecosyste
     direct = load_vit(src, id2label=labels, **kwargs).eval()
     torch.manual_seed(0)
     built = load_vit_from_config(ModelConfig(source=str(src), **kwargs), id2label=labels).eval()
+    direct.set_attention(auto_attention(direct))  # model.attention: auto, what the recipe builder applies
     assert built.image_size == (48, 48) and built.original_image_size == (32, 32) == direct.original_image_size
     x = images(48, 48)
     with torch.no_grad():
@@ -434,3 +439,19 @@ def test_scratch_recipe_takes_patch_size_and_head_options():
     model = load_vit_from_config(ModelConfig(source="scratch", scratch=arch, patch_size=8, head="mlp"), num_labels=3)
     assert model.patch_size == (8, 8) and model.grid_size == (2, 2) and model.original_image_size == (16, 16)
     assert model.head_spec.kind == "mlp" and model(images(16, 16)).shape == (2, 3)
+
+
+def test_auto_attention_is_eager_only_for_short_sequences_on_the_cpu(hf_vit_dir):
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+    from vit_transfer.models.loading import EAGER_MAX_TOKENS, auto_attention
+
+    short = load_vit(hf_vit_dir)  # 32 px, patch 8: 16 patches + the class token
+    assert auto_attention(short, "cpu") == "eager" and auto_attention(short, "cuda") == "sdpa"
+    side = 8 * int((EAGER_MAX_TOKENS ** 0.5) + 1)  # a grid past the limit
+    long = load_vit(hf_vit_dir, image_size=side)
+    assert long.num_prefix_tokens + long.grid_size[0] * long.grid_size[1] > EAGER_MAX_TOKENS
+    assert auto_attention(long, "cpu") == "sdpa"
+    expected = "sdpa" if torch.cuda.is_available() else "eager"
+    assert load_vit_from_config(ModelConfig(source=str(hf_vit_dir))).model.config._attn_implementation == expected
+    assert load_vit_from_config(ModelConfig(source=str(hf_vit_dir), attention="sdpa")).model.config._attn_implementation == "sdpa"
