@@ -16,9 +16,19 @@ from vit_transfer.testing import write_image_folder
 from vit_transfer.training import fit, load_train_recipe, train
 from vit_transfer.training.config import OptimConfig, TrainConfig
 
+def _oft_options() -> dict:
+    """OFT sets its block size with ``oft_block_size`` in newer peft; peft 0.13 (the floor) has only ``r`` blocks."""
+    import dataclasses
+
+    from peft import OFTConfig
+
+    return ({"r": 0, "oft_block_size": 4} if "oft_block_size" in {f.name for f in dataclasses.fields(OFTConfig)}
+            else {"r": 8})
+
+
 PEFT_TYPES = {  # tiny-model options: block sizes must divide the width (32), frequencies fit 32 x 32
     "LOHA": {"r": 4}, "LOKR": {"r": 4}, "IA3": {}, "VERA": {"r": 4}, "BOFT": {"boft_block_size": 4},
-    "OFT": {"r": 0, "oft_block_size": 4}, "FOURIERFT": {"n_frequency": 64},
+    "OFT": _oft_options(), "FOURIERFT": {"n_frequency": 64},
 }
 
 
