@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .base import FileImageDataset, SourceSplits
-from .images import is_image_file
+from .images import image_files
 
 
 def load_image_folder(root: "str | Path") -> SourceSplits:
@@ -56,10 +56,7 @@ def _class_files(folder: Path) -> dict[str, list[str]]:
     """``{class name: sorted image paths}`` for the class sub-folders of ``folder`` (recursive)."""
     out = {}
     for name in _subdirs(folder):
-        files = []
-        for dirpath, dirnames, filenames in os.walk(folder / name):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            files.extend(os.path.join(dirpath, f) for f in filenames if is_image_file(f))
+        files = image_files(folder / name)
         if files:
-            out[name] = sorted(files)
+            out[name] = files
     return out

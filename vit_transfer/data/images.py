@@ -7,6 +7,7 @@ where it can be turned into a skipped item, rather than later inside a transform
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,16 @@ IMAGE_EXTENSIONS = frozenset(
 def is_image_file(path: "str | Path") -> bool:
     path = Path(path)
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def image_files(folder: "str | Path") -> list[str]:
+    """Every image file under ``folder`` (recursive, hidden folders skipped), sorted: the one folder walk of
+    image folders, ``predict`` and ``inspect``."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        files.extend(os.path.join(dirpath, f) for f in filenames if is_image_file(f))
+    return sorted(files)
 
 
 def decode_image(data: "str | Path | bytes") -> Image.Image:

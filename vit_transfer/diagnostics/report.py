@@ -21,12 +21,12 @@ PREFIX_CHOICE = "prefix tokens excluded as queries and keys; each query row reno
 
 def find_images(paths: "Sequence[str | Path]") -> list[Path]:
     """Image files named directly or found (recursively, sorted) under the folders named."""
-    from ..data.images import is_image_file
+    from ..data.images import image_files
 
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            found += [Path(f) for f in image_files(path)]
         elif path.is_file():
             found.append(path)
         else:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable
 
-from ..data.images import IMAGE_EXTENSIONS, is_image_file
+from ..data.images import IMAGE_EXTENSIONS, image_files
 from ..data.sources import TABLE_SUFFIXES
 from ..errors import DataError
 
@@ -21,7 +20,7 @@ def collect_images(inputs: "str | Path | Iterable[str | Path]", image_column: st
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = _folder_images(path)
+            found = image_files(path)
             if not found:
                 raise DataError(f"{path} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             refs.extend(found)
@@ -34,14 +33,6 @@ def collect_images(inputs: "str | Path | Iterable[str | Path]", image_column: st
     if not refs:
         raise DataError("no images to predict: pass image files, folders or a CSV/parquet table")
     return refs
-
-
-def _folder_images(folder: Path) -> list[str]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files.extend(os.path.join(dirpath, f) for f in sorted(filenames) if is_image_file(f))
-    return files
 
 
 def _table_images(path: Path, image_column: str) -> "list[str | bytes]":
