@@ -43,8 +43,7 @@ def init_head_from_probe(model, data, *, batch_size: int, precision: str = "no",
     """
     from ..data import build_transform
     from ..probe import ProbeConfig, extract_features, load_linear_head
-    from ..probe.logistic import fit_logistic_regression, select_C, topk_accuracy
-    from ..probe.run import stratified_holdout
+    from ..probe.run import run_linear_probe
 
     start = time.perf_counter()
     config = ProbeConfig(fewshot=False, cache=False)
@@ -59,23 +58,17 @@ def init_head_from_probe(model, data, *, batch_size: int, precision: str = "no",
     train = features(data.train, "LP-FT probe: train features")
     if len(train) == 0:
         raise DataError("model.head_init: probe needs a non-empty train split")
-    device = train.features.device
-    keep, held = stratified_holdout(train.labels, config.val_fraction, seed)
-    if len(held) == 0:
-        raise DataError("model.head_init: probe holds out part of train to choose C, and the train split is too small")
-    search = select_C(train.features[keep], train.labels[keep], train.features[held], train.labels[held],
-                      model.num_labels, exponents=tuple(config.c_exponents), steps=config.c_steps,
-                      refine_steps=config.c_refine_steps, max_iter=config.max_iter, device=device)
-    probe = fit_logistic_regression(train.features, train.labels, search.best_C, model.num_labels,
-                                    max_iter=config.max_iter, device=device)
+    val = features(data.eval, "LP-FT probe: eval features") if getattr(data, "eval", None) is not None else None
+    if val is not None and len(val) == 0:
+        val = None
+    # the probe's own rule without a test split: C chosen on a stratified slice of train, refitted on all of
+    # train, scored on eval (without an eval split the score is not kept)
+    result, probe = run_linear_probe({"train": train, "eval": val if val is not None else train}, model.num_labels,
+                                     config, seed, device=train.features.device)
     weight, bias = probe.folded()
-    val_top1 = None
-    if getattr(data, "eval", None) is not None:
-        val = features(data.eval, "LP-FT probe: eval features")
-        if len(val):
-            val_top1 = topk_accuracy(probe.logits(val.features), val.labels, 1)
+    val_top1 = result.top1 if val is not None else None
     target = model.head_parameters()[0]
     load_linear_head(model, weight.to(target), bias.to(target))
     model.train()
-    return ProbeHead(weight, bias, search.best_C, val_top1, time.perf_counter() - start)
+    return ProbeHead(weight, bias, result.C, val_top1, time.perf_counter() - start)
 
