@@ -42,9 +42,13 @@ class TrainResult:
     metrics: dict
     model: object = None
     history: list[dict] = field(default_factory=list)
-    lora: LoraHandle | None = None  # the peft adapter handle (LoRA or any peft tuner), else None
     resumed_from: str | None = None
     method: object = None  # vit_transfer.methods.PreparedMethod
+
+    @property
+    def lora(self) -> "LoraHandle | None":
+        """The peft adapter handle (LoRA or any peft tuner) of ``method``, else None."""
+        return getattr(self.method, "adapter", None)
 
 
 def micro_batch_size(batch_size: int, num_processes: int, grad_accum_steps: int) -> int:
@@ -112,7 +116,6 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         method_metrics = probe.metrics()
         acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
     prepared = prepare_method(model, recipe.method, recipe.method_options())
-    lora = prepared.adapter
     acc.print(prepared.summary())
     info = run_info(recipe, model, original_size, command)
     if acc.is_main_process:
@@ -167,7 +170,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         if recipe.output.push_to_hub:
             push(out, recipe)
     acc.wait_for_everyone()
-    return TrainResult(output_dir=out, metrics=metrics, model=model, history=result.history, lora=lora,
+    return TrainResult(output_dir=out, metrics=metrics, model=model, history=result.history,
                        resumed_from=result.resumed_from, method=prepared)
 
 
