@@ -110,7 +110,7 @@ def test_lora_run_saves_adapter_and_a_merged_model_with_the_same_logits(tmp_path
         "method": "lora",
         "lora": {"r": 4, "alpha": 8, "merge": True},
         "optim": {"name": "adamw", "lr": 0.02},
-        "train": {"max_steps": 8, "batch_size": 6, "log_every": 4},
+        "train": {"max_steps": 8, "batch_size": 6, "log_every": 4, "keep_best": False},  # the last step's export
         "output": {"dir": str(out), "log_with": "none"},
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))

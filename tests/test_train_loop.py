@@ -116,7 +116,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run_bit_for_bit(tmp_path,
     extra = dict(
         augment={"crop": "random_resized_crop", "hflip": True, "mixup_alpha": 0.4, "label_smoothing": 0.1},
         train={"max_steps": 12, "batch_size": 8, "grad_accum_steps": 2, "checkpoint_every": 4,
-               "keep_checkpoints": 3, "ema_decay": 0.9, "log_every": 3},
+               "keep_checkpoints": 3, "ema_decay": 0.9, "log_every": 3, "keep_best": False},
         eval={"every_steps": 4},
         optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
     )
@@ -316,7 +316,8 @@ def test_accumulated_micro_batches_give_the_weights_of_one_big_batch(tmp_path, i
     weights = []
     for accum in (1, 2):
         path = write_recipe(tmp_path / f"r{accum}.yaml", hf_vit_dir, images, tmp_path / f"run{accum}",
-                            optim={"name": "sgd", "lr": 0.1}, train={"max_steps": 6, "grad_accum_steps": accum})
+                            optim={"name": "sgd", "lr": 0.1},
+                            train={"max_steps": 6, "grad_accum_steps": accum, "keep_best": False})
         weights.append(train(load_train_recipe(path)).model.state_dict())
     moved = 0.0
     start = load_vit(hf_vit_dir, num_labels=3).state_dict()

@@ -119,11 +119,12 @@ def evaluate(
     num_wrong: int = 16,
     progress: bool = True,
     desc: str = "evaluate",
+    transform=None,
 ) -> EvaluationResult:
     """Score ``model`` on ``dataset`` (an ``ImageDataset`` with ``.labels``; ``id2label`` its class names).
 
     Under ``accelerate launch`` every process scores a shard and gets the whole result; only the main
-    process writes ``output_dir``.
+    process writes ``output_dir``. ``transform`` defaults to the model's eval transform (uint8 out).
     """
     from ..training.accelerator import make_accelerator
 
@@ -136,8 +137,8 @@ def evaluate(
     if (targets < 0).any():
         raise DataError("a dataset label has no class name in id2label")
     accelerator = accelerator or make_accelerator(precision)
-    scores = score_dataset(model, dataset, accelerator, batch_size=batch_size, top_k=5, targets=targets,
-                           num_workers=num_workers, progress=progress, desc=desc)
+    scores = score_dataset(model, dataset, accelerator, transform=transform, batch_size=batch_size, top_k=5,
+                           targets=targets, num_workers=num_workers, progress=progress, desc=desc)
     y_true = targets[scores.positions.numpy()]
     top_ids = scores.top_ids.numpy()
     names = model.id2label

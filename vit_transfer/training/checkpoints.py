@@ -122,8 +122,10 @@ def stale_checkpoints(output_dir: "str | Path", overwrite: bool) -> list[Path]:
 
 
 def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int, loop_state: dict,
-                    ema=None) -> Path:
-    """Write a checkpoint into a temp folder, seal it with a manifest, rename it into place, rotate."""
+                    ema=None, write_extra=None) -> Path:
+    """Write a checkpoint into a temp folder, seal it with a manifest, rename it into place, rotate.
+
+    ``write_extra(folder)`` (main process) adds the loop's own files, e.g. keep-best's weights."""
     from safetensors.torch import save_model
 
     root = Path(output_dir) / CHECKPOINT_DIR
@@ -140,6 +142,8 @@ def save_checkpoint(accelerator, output_dir: "str | Path", step: int, keep: int,
         (tmp / LOOP_STATE).write_text(json.dumps(loop_state))
         if ema is not None:  # every process holds the same average: the main one writes it
             save_model(ema.module, str(tmp / EMA_WEIGHTS))
+        if write_extra is not None:
+            write_extra(tmp)
         write_manifest(tmp)
         _fsync_tree(tmp)
         if final.exists():  # a rerun reached the same step: replace it

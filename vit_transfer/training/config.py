@@ -73,13 +73,19 @@ class TrainConfig:
     resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
     cpu: bool = False  # force the CPU even when an accelerator is present
     compile: bool = False  # torch.compile the training forward/backward (batch dim dynamic: no recompile per size)
+    keep_best: bool | None = None  # return the best validation step's weights; null: on when there is a validation split
+    early_stopping_patience: int | None = None  # stop after this many evaluations without a better validation top-1
 
     def __post_init__(self) -> None:  # the one place these values are checked
         require_positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
                          grad_accum_steps=self.grad_accum_steps, log_every=self.log_every,
-                         checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints)
+                         checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
+                         early_stopping_patience=self.early_stopping_patience)
         if self.max_steps is None and (self.epochs is None or self.epochs <= 0):
             raise ConfigError(f"set train.max_steps (optimiser steps) or train.epochs (positive), got {self.epochs}")
+        if self.early_stopping_patience and self.keep_best is False:
+            raise ConfigError("train.early_stopping_patience stops on the best validation step: it needs "
+                              "train.keep_best (true, or null with a validation split)")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be between 0 and 1 (e.g. 0.9999), got {self.ema_decay}")
 
@@ -88,7 +94,7 @@ class TrainConfig:
 class EvalConfig:
     """``eval:``: held-out evaluation (top-1, top-5, loss) during and after training."""
 
-    every_steps: int | None = None  # null: only at the end
+    every_steps: int | None = None  # null: every epoch with train.keep_best, else only at the end
     batch_size: int | None = None  # per process; null: the training micro-batch
 
     def __post_init__(self) -> None:
@@ -101,7 +107,7 @@ class OutputConfig:
 
     dir: str = "runs/vit-transfer"
     log_with: Literal["tensorboard", "none"] = "tensorboard"  # tensorboard is used only when installed
-    overwrite: bool = False  # a fresh run into a folder holding checkpoints deletes them (else: an error)
+    overwrite: bool = False  # a fresh run into a folder holding an earlier run's outputs deletes them (else: an error)
     push_to_hub: bool = False
     hub_repo_id: str | None = None
     hub_private: bool = False

@@ -8,6 +8,7 @@ It trains whatever parameters require grad (full fine-tuning, head only, LoRA).
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -23,10 +24,12 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError
 from .accelerator import TRACKER_DIR, make_accelerator
-from .checkpoints import checkpoint_step, load_checkpoint, resolve_resume, save_checkpoint, stale_checkpoints
+from .checkpoints import (LOOP_STATE, checkpoint_step, load_checkpoint, resolve_resume, save_checkpoint,
+                          stale_checkpoints)
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
 from .data_order import reproducible_loader
 from .evaluation import evaluate_model, prepare_eval_loader
+from .keep_best import BestSoFar, changing_tensor_names
 from .optim import build_optimizer
 from .schedule import build_scheduler
 
@@ -51,9 +54,11 @@ class FitResult:
     model: nn.Module | None = None
     state: TrainState | None = None
     resumed_from: str | None = None
+    best_step: int | None = None  # keep-best: the step whose weights ``model`` holds
 
 
 Hook = Callable[[TrainState], None]
+TestScorer = Callable[[nn.Module], dict]  # the returned model -> {"top1", "top5", "loss", "num_examples", ...}
 
 
 def resolve_max_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
@@ -77,15 +82,21 @@ class TrainingRunner:
     ``batch_transform`` (mixup / cutmix) may turn labels into ``(B, K)`` soft targets. ``hooks`` run after
     every optimiser step (and checkpoint); an exception there stops the run like a crash would.
     A fresh run (no resume) refuses an ``output_dir`` that holds checkpoints unless ``overwrite``.
+
+    Validation: ``eval_loader`` is scored at step 0, every ``eval.every_steps`` (every epoch when keep-best is
+    on and it is unset) and at the end. ``train.keep_best`` (on by default with an ``eval_loader``) returns the
+    best evaluation's weights (``keep_best.py``); ``train.early_stopping_patience`` stops after that many
+    evaluations without a better one. ``test_scorer`` scores the returned model once, at the very end.
     """
 
     def __init__(self, model: nn.Module, train_loader, eval_loader=None, *, optim: OptimConfig | None = None,
                  schedule: ScheduleConfig | None = None, train: TrainConfig | None = None,
-                 eval: EvalConfig | None = None, output_dir: "str | Path | None" = None, test_loader=None,
+                 eval: EvalConfig | None = None, output_dir: "str | Path | None" = None,
+                 test_scorer: TestScorer | None = None,
                  label_smoothing: float = 0.0, batch_transform: Callable[[dict], dict] | None = None,
                  accelerator=None, log_with: str = "none", tracker_config: dict | None = None,
                  hooks: Sequence[Hook] = (), overwrite: bool = False, desc: str = "train"):
-        self.model, self.loaders = model, (train_loader, eval_loader, test_loader)
+        self.model, self.loaders, self.test_scorer = model, (train_loader, eval_loader), test_scorer
         self.optim, self.schedule = optim or OptimConfig(), schedule or ScheduleConfig()
         self.cfg, self.eval_cfg = train or TrainConfig(), eval or EvalConfig()
         self.output_dir, self.label_smoothing, self.batch_transform = output_dir, label_smoothing, batch_transform
@@ -94,6 +105,14 @@ class TrainingRunner:
         self.state, self.history, self.resumed_from = TrainState(), [], None
         if self.cfg.checkpoint_every and output_dir is None:
             raise ConfigError("train.checkpoint_every needs an output directory for the checkpoints")
+        if eval_loader is None and self.cfg.keep_best:
+            raise ConfigError("train.keep_best needs a validation split to choose on: set data.val_fraction > 0 "
+                              "or data.eval_split, or train.keep_best=false")
+        if eval_loader is None and self.cfg.early_stopping_patience:
+            raise ConfigError("train.early_stopping_patience needs a validation split: set data.val_fraction > 0 "
+                              "or data.eval_split")
+        self.keep_best = eval_loader is not None and self.cfg.keep_best is not False
+        self.stopped_early = False
 
     # --- setup --------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -109,17 +128,21 @@ class TrainingRunner:
             raise ConfigError(f"the accelerator accumulates {acc.gradient_accumulation_steps} micro-batches, "
                               f"train.grad_accum_steps says {cfg.grad_accum_steps}: build it with make_accelerator")
         set_seed(cfg.seed)
-        train_loader, eval_loader, test_loader = self.loaders
+        train_loader, eval_loader = self.loaders
         loader, self.sampler = reproducible_loader(train_loader, seed=cfg.seed)
         optimizer = build_optimizer(self.model, self.optim, acc.device.type)
         self.model, self.optimizer, self.loader = acc.prepare(self.model, optimizer, loader)
-        self.eval_dl, self.test_dl = (prepare_eval_loader(acc, dl) if dl is not None else None
-                                      for dl in (eval_loader, test_loader))
+        self.eval_dl = prepare_eval_loader(acc, eval_loader) if eval_loader is not None else None
         self.unwrapped = acc.unwrap_model(self.model)
+        self.best = BestSoFar(changing_tensor_names(self.unwrapped))
+        self.evals: list[dict] = []  # the validation curve: {"step", "top1", "top5", "loss"}
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if cfg.compile:  # after prepare (DDP wraps first) and after model.attention was set; eval stays eager
             self.model = torch.compile(self.model)
         self.max_steps = resolve_max_steps(cfg, len(self.loader))
+        self.eval_every = self.eval_cfg.every_steps
+        if self.eval_every is None and self.keep_best:  # keep-best needs evaluations to choose from
+            self.eval_every = max(1, len(self.loader) // cfg.grad_accum_steps)
         # timm's EMA, with warmup: a short run's average is not dominated by the initial weights
         self.ema = ModelEmaV3(self.unwrapped, decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
 
@@ -157,6 +180,10 @@ class TrainingRunner:
         if not self.acc.is_main_process:  # the saved image counts are totals over processes, kept by rank 0
             state.update(images_seen=0, train_skipped=0)
         self.state = TrainState(**state)
+        saved = json.loads((folder / LOOP_STATE).read_text())
+        self.evals = list(saved.get("evals", []))
+        if self.keep_best and saved.get("best") is not None:
+            self.best.load(saved["best"], folder)
         self.resumed_from = str(folder)
         self.acc.print(f"resumed from {folder} at step {self.state.step} "
                        f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
@@ -169,7 +196,7 @@ class TrainingRunner:
             self.acc.wait_for_everyone()
             if self.acc.is_main_process:
                 for path in old:
-                    shutil.rmtree(path, ignore_errors=True)
+                    shutil.rmtree(path)  # a failed delete must not leave a checkpoint `latest` would pick
             self.acc.wait_for_everyone()
 
     # --- one micro-batch ----------------------------------------------------------------------
@@ -207,12 +234,31 @@ class TrainingRunner:
         return True
 
     # --- evaluation and checkpoints -----------------------------------------------------------
+    def evaluated_module(self) -> nn.Module:
+        """The weights that are scored and returned: the EMA's when there is one, else the model's.
+        The unwrapped model: DDP would sync buffers before each forward, and the shards are uneven."""
+        return self.ema.module if self.ema is not None else self.unwrapped
+
     def evaluate(self, loader, desc: str = "eval") -> dict:
-        """Scores of the EMA weights when there is an EMA, else of the model."""
         started = time.perf_counter()
-        # the unwrapped model: DDP would sync buffers before each forward, and the shards are uneven
-        scores = evaluate_model(self.ema.module if self.ema is not None else self.unwrapped, loader, self.acc, desc)
+        scores = evaluate_model(self.evaluated_module(), loader, self.acc, desc)
         self.eval_seconds += time.perf_counter() - started
+        return scores
+
+    def validate(self) -> dict:
+        """Score the validation split now; log it, add it to the curve, offer it to keep-best."""
+        step = self.state.step
+        scores = self.last_scores = self.evaluate(self.eval_dl)
+        self.evals.append({"step": step, **{k: scores[k] for k in ("top1", "top5", "loss")}})
+        self.history.append({"step": step, **{f"eval_{k}": v for k, v in scores.items()}})
+        self.acc.log({f"eval/{k}": scores[k] for k in ("top1", "top5", "loss")}, step=step)
+        if self.keep_best:
+            self.best.offer(step, scores, self.evaluated_module())
+            patience = self.cfg.early_stopping_patience
+            if patience and self.best.evals_since >= patience:
+                self.stopped_early = True
+                self.acc.print(f"early stopping at step {step}: no better validation top-1 in {patience} "
+                               f"evaluations (best {self.best.scores['top1']:.4f} at step {self.best.step})")
         return scores
 
     def save_checkpoint(self) -> Path:
@@ -222,9 +268,10 @@ class TrainingRunner:
         state = asdict(self.state)  # image counts summed over the processes: a resume may use another number
         counts = torch.tensor([state["images_seen"], state["train_skipped"]], device=self.acc.device)
         state["images_seen"], state["train_skipped"] = self.acc.reduce(counts, reduction="sum").tolist()
-        loop_state = {"state": state, "scheduler_step": self.scheduler.last_epoch}
+        loop_state = {"state": state, "scheduler_step": self.scheduler.last_epoch, "evals": self.evals,
+                      "best": self.best.to_state() if self.keep_best else None}
         path = save_checkpoint(self.acc, self.output_dir, self.state.step, self.cfg.keep_checkpoints, loop_state,
-                               self.ema)
+                               self.ema, write_extra=self.best.save_weights if self.keep_best else None)
         self.eval_seconds += time.perf_counter() - started
         return path
 
@@ -236,9 +283,11 @@ class TrainingRunner:
         state, acc = self.state, self.acc
         self.progress = tqdm(total=self.max_steps, initial=state.step, desc=self.desc,
                              disable=not acc.is_local_main_process, dynamic_ncols=True)
+        if self.eval_dl is not None and state.step == 0 and (self.keep_best or self.eval_every):
+            self.validate()  # where the run starts: keep-best never returns less (LP-FT starts at the probe)
         self.model.train()
         self.train_start = time.perf_counter()
-        while state.step < self.max_steps:
+        while state.step < self.max_steps and not self.stopped_early:
             started_at, learned_from = state.batch_in_epoch, 0  # batches with at least one image
             for batch in self._epoch_batches():
                 state.batch_in_epoch += 1
@@ -255,7 +304,7 @@ class TrainingRunner:
                         self.compile_seconds, self.train_start = now - self.train_start, now
                         self.images_before = state.images_seen
                     self._after_optimizer_step()
-                    if state.step >= self.max_steps:
+                    if state.step >= self.max_steps or self.stopped_early:
                         break
             else:
                 self._end_epoch(started_at, learned_from)
@@ -300,18 +349,16 @@ class TrainingRunner:
             self.progress.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}")
             self.window_loss.zero_()
             self.window_steps = 0
-        every = self.eval_cfg.every_steps
+        every = self.eval_every
         if self.eval_dl is not None and every and state.step % every == 0 and state.step < self.max_steps:
-            scores = self.evaluate(self.eval_dl)  # the final evaluation comes after the loop
-            self.history.append({"step": state.step, **{f"eval_{k}": v for k, v in scores.items()}})
-            acc.log({f"eval/{k}": scores[k] for k in ("top1", "top5", "loss")}, step=state.step)
+            self.validate()  # the final evaluation comes after the loop
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
             self.save_checkpoint()
         for hook in self.hooks:
             hook(state)
 
     def _finish(self) -> FitResult:
-        """Put the EMA weights in the model, score eval and test, and gather the run's totals."""
+        """Put the EMA (or keep-best's) weights in the model, score eval, test once, gather the run's totals."""
         state, acc = self.state, self.acc
         train_seconds = time.perf_counter() - self.train_start - self.eval_seconds
         if self.ema is not None:  # from here on the model *is* the averaged model (evaluated and saved)
@@ -320,12 +367,25 @@ class TrainingRunner:
         state.train_skipped += int(self.skipped_pending)
         metrics: dict = {}
         skipped_eval = 0
-        for split, dl in (("eval", self.eval_dl), ("test", self.test_dl)):
-            if dl is not None:
-                scores = self.evaluate(dl, split)
-                metrics.update({f"{split}_{k}": scores[k] for k in ("top1", "top5", "loss")})
-                metrics[f"{split}_examples"] = scores["num_examples"]
-                skipped_eval += scores["skipped_images"]
+        if self.eval_dl is not None:
+            scores = self.last_scores if self.evals and self.evals[-1]["step"] == state.step else self.validate()
+            if self.keep_best and self.best.step is not None:
+                if self.best.step != state.step:
+                    self.best.restore(self.unwrapped)
+                    acc.print(f"keep-best: returning the weights of step {self.best.step} (validation top-1 "
+                              f"{self.best.scores['top1']:.4f}), not step {state.step}'s ({scores['top1']:.4f})")
+                scores = self.best.scores
+                metrics["best_step"] = self.best.step
+            metrics.update({f"eval_{k}": scores[k] for k in ("top1", "top5", "loss")})
+            metrics["eval_examples"] = scores["num_examples"]
+            skipped_eval += scores["skipped_images"]
+            metrics["eval_curve"] = list(self.evals)
+            metrics["stopped_early"] = self.stopped_early
+        if self.test_scorer is not None:  # once, on the model this run returns
+            scores = self.test_scorer(self.unwrapped)
+            metrics.update({f"test_{k}": scores[k] for k in ("top1", "top5", "loss")})
+            metrics["test_examples"] = scores["num_examples"]
+            skipped_eval += scores["skipped_images"]
         totals = torch.tensor([state.images_seen, state.images_seen - self.images_before, state.train_skipped],
                               device=acc.device)
         images, timed, skipped_train = acc.reduce(totals, reduction="sum").tolist()
@@ -346,14 +406,14 @@ class TrainingRunner:
         })
         if self.cfg.compile:
             metrics["compile_seconds"] = self.compile_seconds
-        if self.eval_dl is not None or self.test_dl is not None:
+        if self.eval_dl is not None or self.test_scorer is not None:
             acc.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.step)
         self.history.append({"step": state.step, **{k: v for k, v in metrics.items()
-                                                    if k.startswith(("eval_", "test_"))}})
+                                                    if k.startswith(("eval_", "test_")) and not isinstance(v, list)}})
         if acc.log_with:
             acc.end_training()
         return FitResult(metrics=metrics, history=self.history, model=self.unwrapped, state=state,
-                         resumed_from=self.resumed_from)
+                         resumed_from=self.resumed_from, best_step=metrics.get("best_step"))
 
 
 def fit(model: nn.Module, train_loader, eval_loader=None, **options) -> FitResult:

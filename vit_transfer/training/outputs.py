@@ -10,6 +10,14 @@ from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
 
+# What a run writes into its folder (run.py, the methods' exports, the loop, ``auto``). A fresh run refuses
+# a folder holding an earlier run's results unless ``output.overwrite``, which clears them; files a run
+# writes before its first result (``RUN_START_FILES``) are cleared without asking: a run that died
+# before any result has nothing to lose. Other files in the folder are left alone.
+RUN_RESULTS = ("model", "adapter", "evaluation", "checkpoints", "metrics.json", "leaderboard.md", "leaderboard.json")
+RUN_START_FILES = ("recipe.yaml", "run_info.json", "logs")
+RUN_OUTPUTS = RUN_RESULTS + RUN_START_FILES
+
 
 def write_json(path: "str | Path", data: dict) -> Path:
     path = Path(path)
@@ -44,6 +52,26 @@ def replace_dir(build, final: "str | Path") -> Path:
     if old.exists():
         shutil.rmtree(old)
     return final
+
+
+def earlier_run_outputs(output_dir: "str | Path", names: "tuple[str, ...]" = RUN_OUTPUTS) -> list[Path]:
+    """What an earlier run left in ``output_dir`` among ``names`` (empty folders do not count)."""
+    out = Path(output_dir)
+    found = []
+    for name in names:
+        path = out / name
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            found.append(path)
+    return found
+
+
+def clear_run_outputs(paths: "list[Path]") -> None:
+    """Delete an earlier run's outputs; a file that cannot be deleted is an error, never skipped."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def library_versions() -> dict[str, str]:

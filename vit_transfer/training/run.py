@@ -14,6 +14,7 @@ the previous complete files (and its checkpoints) behind, never half-written one
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from ..errors import ConfigError
 from ..methods import prepare_method
 from ..models import load_vit_from_config
 from .accelerator import TRACKER_DIR, make_accelerator
-from .checkpoints import stale_checkpoints
+from .checkpoints import list_checkpoints
 from .loop import FitResult, Hook, fit
-from .outputs import command_line, library_versions, replace_dir, write_json
+from .outputs import (RUN_RESULTS, clear_run_outputs, command_line, earlier_run_outputs, library_versions, replace_dir,
+                      write_json)
 from .recipe import TrainRecipe
 
 
@@ -78,6 +80,30 @@ def run_info(recipe: TrainRecipe, model, original_size, command: str | None) -> 
     }
 
 
+def claim_run_folder(out: Path, recipe: TrainRecipe, acc) -> None:
+    """A fresh run owns its folder: an earlier run's results (``outputs.RUN_RESULTS``) are an error, or are
+    cleared with ``output.overwrite``, so no file of another run (an old ``adapter/``, ``evaluation/``)
+    survives into this one. A resumed run continues its own folder."""
+    resume = recipe.train.resume_from_checkpoint
+    if resume and not (resume == "latest" and not list_checkpoints(out)):
+        return
+    results = earlier_run_outputs(out, RUN_RESULTS)
+    if results and not recipe.output.overwrite:
+        names = ", ".join(p.name for p in results)
+        raise ConfigError(
+            f"{out} already holds an earlier run ({names}); continue its checkpoints with "
+            "train.resume_from_checkpoint=latest, start over with output.overwrite=true (deletes those), "
+            "or pick another output.dir"
+        )
+    found = earlier_run_outputs(out)
+    if not found:
+        return
+    acc.wait_for_everyone()  # every process has looked before the main one deletes
+    if acc.is_main_process:
+        clear_run_outputs(found)
+    acc.wait_for_everyone()
+
+
 def write_recipe(recipe: TrainRecipe, path: Path) -> Path:
     tmp = path.with_name(".tmp-" + path.name)
     tmp.write_text(yaml.safe_dump(to_dict(recipe), sort_keys=False))
@@ -97,8 +123,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     t = recipe.train
     acc = make_accelerator(t.precision, t.cpu, recipe.output.log_with, out, t.grad_accum_steps)
     micro = micro_batch_size(t.batch_size, acc.num_processes, t.grad_accum_steps)
-    if not t.resume_from_checkpoint:  # refuse before recipe.yaml of the earlier run is replaced
-        stale_checkpoints(out, recipe.output.overwrite)
+    claim_run_folder(out, recipe, acc)  # before recipe.yaml of an earlier run is replaced
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_recipe(recipe, out / "recipe.yaml")
@@ -136,11 +161,9 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
                                    drop_last=True, balance=dc.balance)
     eval_tf = build_transform(model.preprocessing, False, normalize=False, size=dc.host_image_size)
     eval_bs = recipe.eval.batch_size or micro
-    eval_loader, test_loader = (
-        make_dataloader(split, eval_tf, eval_bs, shuffle=False, num_workers=dc.num_workers)
-        if split is not None else None
-        for split in (eval_ds, test_ds)
-    )
+    eval_loader = (make_dataloader(eval_ds, eval_tf, eval_bs, shuffle=False, num_workers=dc.num_workers)
+                   if eval_ds is not None else None)
+    test_report = TestReport(test_ds, data.id2label, acc, eval_tf, eval_bs, dc.num_workers) if test_ds is not None else None
     mixing = recipe.augment.mixup_alpha > 0 or recipe.augment.cutmix_alpha > 0
     batch_transform = None
     if mixing:  # mixing works on the prepared (float, model-sized) pixels
@@ -149,22 +172,23 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
             return mixup_cutmix(batch, data.num_labels, recipe.augment)
 
     result: FitResult = fit(
-        model, train_loader, eval_loader, test_loader=test_loader,
+        model, train_loader, eval_loader, test_scorer=test_report,
         optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
         label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform, accelerator=acc,
         tracker_config=to_dict(recipe), hooks=hooks, overwrite=recipe.output.overwrite,
     )
     model = result.model
     metrics = dict(result.metrics)
-    if data.test is not None:
-        write_test_evaluation(model, test_ds, data.id2label, acc, out, eval_bs, dc.num_workers,
-                              tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
+    if test_report is not None and acc.is_main_process:
+        test_report.write(out, tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     metrics.update({**prepared.metrics(), **method_metrics})
 
     if acc.is_main_process:
         from ..methods import get_method
 
-        get_method(recipe.method).export(model, prepared, out, recipe.method_options())
+        # export a copy: merging (LoRA, SSF) or turning prompts into registers must not change the model this
+        # call returns, nor make the main process's model differ from the others'
+        get_method(recipe.method).export(copy.deepcopy(model), prepared, out, recipe.method_options())
         write_json(out / "run_info.json", info)
         write_json(out / "metrics.json", metrics)
         if recipe.output.push_to_hub:
@@ -177,22 +201,32 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
 EVALUATION_DIR = "evaluation"
 
 
-def write_test_evaluation(model, test_split, id2label: dict, acc, out: Path, batch_size: int, num_workers: int,
-                          tensorboard: bool, step: int) -> None:
-    """The test split's per-class report and confusion matrix in ``out/evaluation`` (one more pass over the
-    test split, every process); the confusion matrix also goes to TensorBoard when the run logs there."""
-    from ..inference import evaluate
+class TestReport:
+    """The test split scored once, on the model the run returns: the loop's ``test_scorer`` (top-1, top-5, loss
+    for ``metrics.json``) and, from the same pass and the same transform as validation, ``out/evaluation``
+    (per-class report, confusion matrix, ...); so both files hold one number."""
 
-    result = evaluate(model, test_split, id2label, accelerator=acc, batch_size=batch_size, num_workers=num_workers,
-                      desc="test report")
-    if not acc.is_main_process:
-        return
-    replace_dir(result.write, out / EVALUATION_DIR)  # atomically, like the rest of the run folder
-    if tensorboard and importlib.util.find_spec("tensorboard") is not None:
-        from torch.utils.tensorboard import SummaryWriter
+    def __init__(self, split, id2label: dict, acc, transform, batch_size: int, num_workers: int):
+        self.split, self.id2label, self.acc, self.transform = split, id2label, acc, transform
+        self.batch_size, self.num_workers, self.result = batch_size, num_workers, None
 
-        with SummaryWriter(str(out / TRACKER_DIR)) as writer:
-            writer.add_image("test/confusion_matrix", result.confusion_pixels(), step, dataformats="HWC")
+    def __call__(self, model) -> dict:
+        from ..inference import evaluate
+
+        self.result = evaluate(model, self.split, self.id2label, accelerator=self.acc, batch_size=self.batch_size,
+                               num_workers=self.num_workers, transform=self.transform, desc="test")
+        numbers = self.result.numbers
+        return {**{k: numbers[k] for k in ("top1", "top5", "loss", "num_examples")},
+                "skipped_images": numbers["skipped_images"]}
+
+    def write(self, out: Path, tensorboard: bool, step: int) -> None:
+        """``out/evaluation`` (atomically); the confusion matrix also goes to TensorBoard when the run logs there."""
+        replace_dir(self.result.write, out / EVALUATION_DIR)
+        if tensorboard and importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(str(out / TRACKER_DIR)) as writer:
+                writer.add_image("test/confusion_matrix", self.result.confusion_pixels(), step, dataformats="HWC")
 
 
 def push(output_dir: Path, recipe: TrainRecipe) -> None:
