@@ -71,3 +71,57 @@ def test_an_lp_ft_run_records_the_probe_and_starts_from_it(tmp_path, bases, imag
     assert metrics["probe_val_top1"] > 0.5 and metrics["probe_C"] > 0
     assert metrics["eval_top1"] == pytest.approx(metrics["probe_val_top1"])  # the fine-tune started at the probe
     assert result.metrics["probe_val_top1"] == metrics["probe_val_top1"]
+
+
+def test_lp_ft_chooses_C_on_validation_and_its_step_0_evaluation_is_the_probe(tmp_path, bases, images):
+    """The paper's protocol: C chosen on the validation split, the probe fitted on train alone; the run's
+    step-0 validation score is the probe's, and keep-best never returns less even at a rate that wrecks it."""
+    from vit_transfer.probe.logistic import select_C
+    from vit_transfer.probe import ProbeConfig
+
+    out = tmp_path / "run"
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({
+        "model": {"source": str(bases["hf"]), "head_init": "probe"},
+        "data": {"source": str(images), "num_workers": 0, "val_fraction": 0.25, "host_image_size": 24},
+        "augment": {"crop": "resize", "hflip": False},
+        "optim": {"name": "sgd", "lr": 3.0, "head_lr": 0.5},  # hot enough to fall below the start
+        "schedule": {"name": "constant"},
+        "train": {"max_steps": 6, "batch_size": 6},
+        "eval": {"every_steps": 2},
+        "output": {"dir": str(out), "log_with": "none"},
+    }))
+    result = train(load_train_recipe(tmp_path / "r.yaml"))
+    m = result.metrics
+    assert m["probe_selection_split"] == "eval"
+    assert m["eval_curve"][0]["step"] == 0 and m["eval_curve"][0]["top1"] == m["probe_val_top1"]
+    assert m["eval_top1"] >= m["probe_val_top1"] > 0.5
+
+    # oracle for C: the same search run by hand on the same frozen features (train to fit, validation to choose)
+    from vit_transfer.probe import extract_features
+
+    data = load_image_datasets(DataConfig(source=str(images), val_fraction=0.25, num_workers=0, host_image_size=24))
+    model = load_vit(bases["hf"], num_labels=data.num_labels, id2label=data.id2label)
+    tf = build_transform(model.preprocessing, False, normalize=False, size=24)
+    tr, va = (extract_features(model, split, tf, precision="auto", progress=False) for split in (data.train, data.eval))
+    cfg = ProbeConfig()
+    search = select_C(tr.features, tr.labels, va.features, va.labels, data.num_labels, grid=cfg.c_grid,
+                      exponents=tuple(cfg.c_exponents), steps=cfg.c_steps, refine_steps=cfg.c_refine_steps,
+                      max_iter=cfg.max_iter)
+    assert m["probe_C"] == pytest.approx(search.best_C) and m["probe_val_top1"] == pytest.approx(search.best_val_top1)
+
+
+def test_head_lr_gives_the_head_its_own_rate(bases):
+    from vit_transfer.training.config import OptimConfig
+    from vit_transfer.training.optim import param_groups
+
+    model = load_vit(bases["timm"], num_labels=3)
+    groups = param_groups(model, OptimConfig(lr=0.001, head_lr=0.1, layer_decay=0.5))
+    head = {id(p) for p in model.head_parameters()}
+    for group in groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1  # a group is all head or all backbone
+        if in_head == {True}:
+            assert group["lr"] == pytest.approx(0.1)  # the head sits at the top layer: no decay
+        else:
+            assert group["lr"] <= 0.001 + 1e-12
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)

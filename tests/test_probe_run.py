@@ -42,7 +42,8 @@ def classify(model, dataset) -> float:
 @pytest.mark.parametrize("kind,pooling", [("hf", "cls"), ("timm", "cls+mean")])
 def test_saved_classifier_reproduces_probe_accuracy(tmp_path, digits, hf_vit_dir, timm_vit_dir, kind, pooling):
     model = load_vit(hf_vit_dir if kind == "hf" else timm_vit_dir)
-    config = ProbeConfig(pooling=pooling, cache=False, shots=[1, 5], c_steps=6, c_refine_steps=2)
+    # fp32 like the fp32 check below (auto is bf16 on a CPU with bf16 units: vit_transfer.precision)
+    config = ProbeConfig(pooling=pooling, cache=False, shots=[1, 5], c_steps=6, c_refine_steps=2, precision="fp32")
     result = probe_model(model, digits, config, output_dir=tmp_path, progress=False)
 
     lin = result.linear

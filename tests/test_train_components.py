@@ -309,3 +309,19 @@ def test_compile_with_inductor_gives_the_eager_loss_curve(hf_vit_dir):
     losses, metrics = _eager_and_compiled(hf_vit_dir, broken=(3,))
     assert metrics["compile_seconds"] > 0
     assert len(losses[1]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_auto_precision_is_one_rule_for_training_and_the_probe(monkeypatch):
+    """LP-FT probes in the precision its fine-tune trains in: both resolve ``auto`` in vit_transfer.precision."""
+    from vit_transfer.precision import probe_precision
+    from vit_transfer.probe.features import autocast_dtype
+    from vit_transfer.training.accelerator import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    cpu = torch.device("cpu")
+    for native, train_name, dtype in ((False, "no", None), (True, "bf16", torch.bfloat16)):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda native=native: native)
+        assert resolve_precision("auto") == train_name
+        assert autocast_dtype(probe_precision("auto"), cpu) is dtype
+    assert [probe_precision(p) for p in ("no", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]

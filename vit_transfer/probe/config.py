@@ -17,7 +17,7 @@ class ProbeConfig:
     pooling: Literal["cls", "mean", "cls+mean"] | None = None  # None: model.pooling, else "cls"
     last_n: int = 1  # concatenate the pooled features of the last N blocks
     batch_size: int = 64
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where the hardware has it (GPU or CPU), else fp32
     cache: bool = True
     cache_dir: str | None = None  # None: $HF_HOME/vit_transfer/features or ~/.cache/vit_transfer/features
     # linear probe: L2 logistic regression, C chosen on the validation split

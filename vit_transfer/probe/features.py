@@ -58,20 +58,23 @@ class _IndexedImages(Dataset):
     def __getitem__(self, index: int):
         pixels, label, _ = self.items[index]
         valid = pixels is not None
-        return (pixels if valid else torch.zeros(3, *self.image_size)), label, index, int(valid)
+        return (pixels if valid else self.placeholder()), label, index, int(valid)
+
+    def placeholder(self) -> torch.Tensor:
+        """Zeros in the transform's own dtype and shape (uint8 at the worker size, or float at the model's)."""
+        from PIL import Image
+
+        blank = Image.new("RGB", (self.image_size[1], self.image_size[0]))
+        return torch.zeros_like(self.items.transform(blank))
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision``; ``auto`` means bf16 on a GPU that supports it, else fp32."""
+    """The autocast dtype for ``precision``; ``auto`` follows ``vit_transfer.precision`` (bf16 where native)."""
+    from ..precision import autocast_dtype_for
+
     if precision not in PRECISIONS:
         raise ConfigError(f"probe.precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
+    return autocast_dtype_for(precision, device)
 
 
 def resolved_precision(precision: str, device: torch.device) -> str:

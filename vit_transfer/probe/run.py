@@ -38,20 +38,28 @@ def stratified_holdout(labels: torch.Tensor, fraction: float, seed: int = 0) -> 
 
 def run_linear_probe(
     features: dict[str, Features], num_labels: int, config: ProbeConfig, seed: int = 0, device=None,
+    choose_on_eval: bool = False,
 ) -> tuple[LinearProbeResult, LogisticRegression]:
-    """Choose C on validation, refit, report top-1/top-5 (the split roles are in the module docstring)."""
+    """Choose C on validation, refit, report top-1/top-5 (the split roles are in the module docstring).
+
+    ``choose_on_eval``: C chosen on eval, the probe fitted on train alone and reported on eval, so eval stays
+    out of every fit (LP-FT: the fine-tune's keep-best chooses on the same split)."""
     train = features["train"]
-    if "test" in features:
+    if choose_on_eval:
+        if "eval" not in features:
+            raise DataError("choosing C on the validation split needs one; set data.val_fraction > 0 or data.eval_split")
+        report = "eval"
+    elif "test" in features:
         report = "test"
     elif "eval" in features:
         report = "eval"
     else:
         raise DataError("the linear probe needs an eval or a test split to report on; set data.eval_split "
                         "or data.test_split, or keep data.val_fraction > 0")
-    if report == "test" and "eval" in features:
+    if choose_on_eval or (report == "test" and "eval" in features):
         fit_x, fit_y = train.features, train.labels
         val_x, val_y = features["eval"].features, features["eval"].labels
-        selection, refit = "eval", ["train", "eval"]
+        selection, refit = "eval", ["train"] if choose_on_eval else ["train", "eval"]
     else:  # the eval split is the report split: choose C on a slice of train instead
         keep, held = stratified_holdout(train.labels, config.val_fraction, seed)
         if len(held) == 0:

@@ -6,6 +6,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from ..precision import native_bf16, resolve_precision  # noqa: F401  (the one precision rule; re-exported)
+
 TRACKER_DIR = "logs"
 
 
@@ -15,43 +17,6 @@ def tensorboard_available() -> bool:
 
 def _launched_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def native_bf16(cpu: bool = False) -> bool:
-    """Whether bf16 runs in hardware here: a CUDA GPU that supports it, or a CPU with bf16 units.
-
-    CPUs without them (many laptops) emulate bf16 and run slower than fp32, hence the check.
-    """
-    import torch
-
-    if not cpu and torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    if not cpu and torch.backends.mps.is_available():
-        return False
-    try:  # oneDNN's own check: AVX512-BF16 or AMX
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str, cpu: bool = False) -> str:
-    """``train.precision`` as Accelerate takes it: ``auto`` is bf16 where it runs natively, else ``no``.
-
-    An explicit ``bf16`` on a CPU without bf16 units is kept (results stay comparable across
-    machines) but warned about: there it is emulated, measured ~20x slower than fp32 for a small ViT.
-    """
-    if precision == "auto":
-        return "bf16" if native_bf16(cpu) else "no"
-    if precision == "bf16" and not native_bf16(cpu):
-        import warnings
-
-        import torch
-
-        if cpu or not (torch.cuda.is_available() or torch.backends.mps.is_available()):
-            warnings.warn("train.precision=bf16 on a CPU without bf16 units (AVX512-BF16/AMX): bf16 is emulated "
-                          "and runs many times slower than fp32; use train.precision=auto (fp32 here) unless you "
-                          "need bf16 numerics", stacklevel=2)
-    return precision
 
 
 def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "none",

@@ -32,11 +32,14 @@ class OptimConfig:
     weight_decay: float = 0.0  # applied to matrices only (not biases, norms, position/class tokens)
     clip_grad_norm: float | None = 1.0  # global L2 norm over all trainable parameters; null: no clipping
     layer_decay: float | None = None  # layer-wise lr decay: block i of L gets lr * decay**(L + 1 - i)
+    head_lr: float | None = None  # the head's own rate (null: lr); e.g. LP-FT with a gentle backbone rate
     fused: bool = True  # one fused kernel per step where torch has it for the device (AdamW, SGD); false: torch's default
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+        if self.head_lr is not None and self.head_lr <= 0:
+            raise ConfigError(f"optim.head_lr must be positive (or null: optim.lr), got {self.head_lr}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ConfigError(f"optim.layer_decay must be in (0, 1], got {self.layer_decay}")
 

@@ -39,23 +39,30 @@ def _decays(name: str, param: torch.Tensor) -> bool:
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Trainable parameters split by (weight decay on/off, layer); each group has its own ``lr``."""
+    """Trainable parameters split by (weight decay on/off, layer, head); each group has its own ``lr``.
+
+    Layer ids are read from parameter names rather than timm's ``param_groups_layer_decay``, which needs
+    a timm model's ``group_matcher``: transformers' ViTs have none, and one rule serves both ecosystems.
+    ``optim.head_lr`` gives the new head its own rate (LP-FT: a probe-initialised head next to a gentle backbone).
+    """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         raise ConfigError("the model has no trainable parameters: check `method` (docs/methods.md)")
+    head_ids = {id(p) for p in model.head_parameters()} if cfg.head_lr is not None and hasattr(model, "head_parameters") else set()
     depth = num_blocks([n for n, _ in named]) if cfg.layer_decay is not None else 0
-    groups: dict[tuple[bool, int], dict] = {}
+    groups: dict[tuple[bool, int, bool], dict] = {}
     for name, param in named:
         decay = _decays(name, param) and cfg.weight_decay > 0
         layer = layer_id(name, depth) if cfg.layer_decay is not None else 0
         scale = cfg.layer_decay ** (depth + 1 - layer) if cfg.layer_decay is not None else 1.0
-        group = groups.setdefault((decay, layer), {
+        head = id(param) in head_ids
+        group = groups.setdefault((decay, layer, head), {
             "params": [], "names": [], "weight_decay": cfg.weight_decay if decay else 0.0,
-            "lr": cfg.lr * scale, "lr_scale": scale,
+            "lr": (cfg.head_lr if head else cfg.lr) * scale, "lr_scale": scale,
         })
         group["params"].append(param)
         group["names"].append(name)
-    return [groups[k] for k in sorted(groups, key=lambda k: (k[1], k[0]))]
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[1], k[2], k[0]))]
 
 
 def fused_supported(device_type: str) -> bool:

@@ -133,11 +133,14 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     model = load_vit_from_config(recipe.model, data.num_labels, data.id2label, t.seed)
     original_size = model.original_image_size
     method_metrics = {}
+    dc = recipe.data
+    # uint8 batches at the worker size; the model normalises (and resizes) them on its device
+    eval_tf = build_transform(model.preprocessing, False, normalize=False, size=dc.host_image_size)
     if recipe.model.head_init == "probe":  # LP-FT: before the method wraps the head
         from .lp_ft import init_head_from_probe
 
         probe = init_head_from_probe(model, data, batch_size=recipe.eval.batch_size or micro, precision=t.precision,
-                                     num_workers=recipe.data.num_workers, seed=t.seed, accelerator=acc)
+                                     num_workers=dc.num_workers, seed=t.seed, accelerator=acc, transform=eval_tf)
         method_metrics = probe.metrics()
         acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
     prepared = prepare_method(model, recipe.method, recipe.method_options())
@@ -152,14 +155,11 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
             f"the train split has {len(data.train)} images, fewer than one step's batch of {global_batch} "
             f"(train.batch_size / train.grad_accum_steps); lower train.batch_size"
         )
-    dc = recipe.data
     train_ds, eval_ds, test_ds = (cache_decoded(split, dc.decode_cache_mib, role)
                                   for split, role in ((data.train, "train"), (data.eval, "eval"), (data.test, "test")))
-    # uint8 batches at the worker size; the model normalises (and resizes) them on its device
     train_tf = build_transform(model.preprocessing, True, recipe.augment, normalize=False, size=dc.host_image_size)
     train_loader = make_dataloader(train_ds, train_tf, micro, shuffle=True, seed=t.seed, num_workers=dc.num_workers,
                                    drop_last=True, balance=dc.balance)
-    eval_tf = build_transform(model.preprocessing, False, normalize=False, size=dc.host_image_size)
     eval_bs = recipe.eval.batch_size or micro
     eval_loader = (make_dataloader(eval_ds, eval_tf, eval_bs, shuffle=False, num_workers=dc.num_workers)
                    if eval_ds is not None else None)
