@@ -61,6 +61,7 @@ class Method:
     title: str = ""  # the model card's "Training method"
     trains: str = ""  # one line for summaries and docs
     writes_adapter: bool = False  # OUTPUT_DIR/adapter (peft layout) as well as / instead of OUTPUT_DIR/model
+    has_plain_form: bool = True  # plain_copy gives the stock architecture (train.wise_ft needs it)
 
     def validate(self, options: MethodOptions) -> None:
         """Check this method's recipe settings when the recipe is read (raise ``ConfigError`` naming the key)."""
@@ -80,6 +81,13 @@ class Method:
         """Write the trained result into the run folder; by default a plain model the stock loaders read."""
         save_plain_model(model, output_dir)
 
+    def plain_copy(self, model):
+        """A copy of the trained model in the stock architecture (adapters folded into the weights), with the
+        state-dict keys of the model before ``prepare``; None when the method has no such form (WiSE-FT needs it)."""
+        import copy
+
+        return copy.deepcopy(model)
+
     def card_note(self) -> str:
         """A sentence the model card adds under its details (how the export must be loaded), if any."""
         return ""
@@ -93,6 +101,20 @@ def save_plain_model(model, output_dir: Path) -> None:
 
 def head_parameter_ids(model) -> set[int]:
     return {id(p) for p in model.head_parameters()}
+
+
+def merged_copy(model):
+    """A copy of a peft-wrapped model with the adapter merged, or None for a tuner peft cannot merge."""
+    import copy
+
+    from ..adapters.peft_adapter import merge_adapter
+
+    plain = copy.deepcopy(model)
+    try:
+        merge_adapter(plain)
+    except (NotImplementedError, ValueError, AttributeError):
+        return None
+    return plain
 
 
 def export_adapter(model, output_dir: Path, merge: bool) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..adapters.lora import apply_lora
-from .base import Method, MethodOptions, PreparedMethod, export_adapter
+from .base import Method, MethodOptions, PreparedMethod, export_adapter, merged_copy
 
 
 class LoRA(Method):
@@ -26,3 +26,6 @@ class LoRA(Method):
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         export_adapter(model, output_dir, merge=options.lora.merge)
+
+    def plain_copy(self, model):
+        return merged_copy(model)

@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import Method, MethodOptions, PreparedMethod, export_adapter
+from .base import Method, MethodOptions, PreparedMethod, export_adapter, merged_copy
 
 # tuners that add or reroute tokens of a language model, not layers of a vision backbone
 NOT_FOR_VISION = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "ADAPTION_PROMPT",
@@ -102,3 +102,6 @@ class PeftTuner(Method):
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         export_adapter(model, output_dir, merge=True)
+
+    def plain_copy(self, model):
+        return merged_copy(model)

@@ -24,3 +24,10 @@ class SSF(Method):
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
         merge_ssf(model)  # from here on the model is the stock architecture
         save_plain_model(model, output_dir)
+
+    def plain_copy(self, model):
+        import copy
+
+        plain = copy.deepcopy(model)
+        merge_ssf(plain)
+        return plain

@@ -38,6 +38,11 @@ class VPT(Method):
 
         replace_dir(save_with_prompts, Path(output_dir) / "model")
 
+    has_plain_form = False  # the prompts have no starting value to interpolate from
+
+    def plain_copy(self, model):
+        return None
+
     def card_note(self) -> str:
         return (f"The prompts are stored beside the weights in `{PROMPTS_FILE}` unless they were exported as timm "
                 "register tokens; `vit_transfer.load_vit` re-applies them, a stock loader reads the model without them.")

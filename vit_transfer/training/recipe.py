@@ -35,7 +35,10 @@ class TrainRecipe:
     def __post_init__(self) -> None:
         from ..methods import get_method
 
-        get_method(self.method).validate(self.method_options())
+        method = get_method(self.method)
+        method.validate(self.method_options())
+        if self.train.wise_ft and not method.has_plain_form:
+            raise ConfigError(f"train.wise_ft interpolates plain weights; method {self.method!r} has no plain form")
         if self.peft and self.method != "peft":
             raise ConfigError(f"the peft: section is read only with method: peft (method is {self.method!r})")
         if self.model.head_init == "probe" and self.model.head != "linear":

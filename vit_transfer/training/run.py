@@ -27,6 +27,7 @@ from ..adapters.lora import LoraHandle
 from ..config import to_dict
 from ..errors import ConfigError
 from ..methods import prepare_method
+from ..methods.base import save_plain_model
 from ..models import load_vit_from_config
 from .accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import list_checkpoints
@@ -143,6 +144,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
                                      num_workers=dc.num_workers, seed=t.seed, accelerator=acc, transform=eval_tf)
         method_metrics = probe.metrics()
         acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
+    # WiSE-FT's start: the pretrained backbone with the initial head, in the plain model's keys
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()} if t.wise_ft else None
     prepared = prepare_method(model, recipe.method, recipe.method_options())
     acc.print(prepared.summary())
     info = run_info(recipe, model, original_size, command)
@@ -171,14 +174,23 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
             batch = {**batch, "pixel_values": model.prepare_pixels(batch["pixel_values"])}
             return mixup_cutmix(batch, data.num_labels, recipe.augment)
 
+    if t.wise_ft and eval_loader is None:
+        raise ConfigError("train.wise_ft chooses its alpha on the validation split: set data.val_fraction > 0 "
+                          "or data.eval_split")
     result: FitResult = fit(
-        model, train_loader, eval_loader, test_scorer=test_report,
+        model, train_loader, eval_loader, test_scorer=None if t.wise_ft else test_report,
         optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
         label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform, accelerator=acc,
         tracker_config=to_dict(recipe), hooks=hooks, overwrite=recipe.output.overwrite,
     )
     model = result.model
     metrics = dict(result.metrics)
+    if t.wise_ft:  # the test split is scored once, on the interpolated model the run returns
+        model = wise_ft(model, start, recipe, eval_loader, acc, metrics)
+        if test_report is not None:
+            scores = test_report(model)
+            metrics.update({f"test_{k}": scores[k] for k in ("top1", "top5", "loss")})
+            metrics["test_examples"] = scores["num_examples"]
     if test_report is not None and acc.is_main_process:
         test_report.write(out, tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     metrics.update({**prepared.metrics(), **method_metrics})
@@ -188,7 +200,10 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
 
         # export a copy: merging (LoRA, SSF) or turning prompts into registers must not change the model this
         # call returns, nor make the main process's model differ from the others'
-        get_method(recipe.method).export(copy.deepcopy(model), prepared, out, recipe.method_options())
+        if t.wise_ft:  # a plain model: the interpolation has no adapter form
+            save_plain_model(model, out)
+        else:
+            get_method(recipe.method).export(copy.deepcopy(model), prepared, out, recipe.method_options())
         write_json(out / "run_info.json", info)
         write_json(out / "metrics.json", metrics)
         if recipe.output.push_to_hub:
@@ -196,6 +211,27 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     acc.wait_for_everyone()
     return TrainResult(output_dir=out, metrics=metrics, model=model, history=result.history,
                        resumed_from=result.resumed_from, method=prepared)
+
+
+def wise_ft(model, start: dict, recipe: TrainRecipe, eval_loader, acc, metrics: dict):
+    """The run's model in plain form, interpolated with ``start`` at the alpha that validation prefers
+    (``training/wise_ft.py``); ``metrics`` get the choice, the curve, and the fine-tune's own validation top-1."""
+    from ..methods import get_method
+    from .evaluation import evaluate_model, prepare_eval_loader
+    from .wise_ft import choose_alpha
+
+    plain = get_method(recipe.method).plain_copy(model)
+    if plain is None:
+        raise ConfigError(f"train.wise_ft needs the trained model in plain form; method {recipe.method!r} "
+                          "(or this peft tuner) has none: it cannot be merged into the weights")
+    eval_dl = prepare_eval_loader(acc, eval_loader)
+    choice = choose_alpha(plain, start, recipe.train.wise_ft_alphas,
+                          lambda m: evaluate_model(m, eval_dl, acc, "WiSE-FT"))
+    metrics["finetuned_eval_top1"] = metrics["eval_top1"]
+    metrics.update({f"eval_{k}": choice.scores[k] for k in ("top1", "top5", "loss")}, **choice.metrics())
+    acc.print(f"WiSE-FT: alpha {choice.alpha} (validation top-1 {choice.scores['top1']:.4f}; "
+              f"the fine-tune alone {metrics['finetuned_eval_top1']:.4f})")
+    return plain
 
 
 EVALUATION_DIR = "evaluation"
