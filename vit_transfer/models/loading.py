@@ -102,9 +102,8 @@ def _load_hf(src: Source) -> HFViT:
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
     preprocessing = read_hf_preprocessing(
-        folder or _hub_file_folder(src.location, "preprocessor_config.json"),
-        FAMILIES[config.model_type],
-        to_pair(config.image_size),
+        _preprocessor_config(folder, src), FAMILIES[config.model_type], to_pair(config.image_size),
+        owner=str(folder) if folder is not None else f"{src.original} (not in the repo, or not cached offline)",
     )
     wrapped = HFViT(model, source=src.original, preprocessing=preprocessing)
     if head_spec:  # a non-native head: rebuild its modules, then load their saved weights
@@ -114,13 +113,21 @@ def _load_hf(src: Source) -> HFViT:
     return wrapped
 
 
-def _hub_file_folder(repo_id: str, filename: str) -> Path | None:
-    try:
-        from huggingface_hub import hf_hub_download
+def _preprocessor_config(folder: Path | None, src: Source) -> Path | None:
+    """The checkpoint's ``preprocessor_config.json``, or None when it has none (absent from the folder or repo,
+    or not cached offline). Any other failure to fetch it is an error: a guessed normalisation is not silent."""
+    if folder is not None:
+        path = folder / "preprocessor_config.json"
+        return path if path.exists() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
-        return Path(hf_hub_download(repo_id, filename)).parent
-    except Exception:  # the file is optional; absent or offline means family defaults
+    try:
+        return Path(hf_hub_download(src.location, "preprocessor_config.json"))
+    except EntryNotFoundError:  # absent from the repo, or (LocalEntryNotFoundError) not cached while offline
         return None
+    except Exception as exc:  # network, permissions, a broken cache: name what could not be fetched
+        raise CheckpointError(f"cannot fetch preprocessor_config.json of {src.original}: {exc}") from exc
 
 
 def _hub_message(src: Source, exc: Exception) -> str:
