@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..caller_state import seeded_torch_rng
 from ..errors import ImageSizeError
 from ..layers import Interpolation, pool_tokens, pooled_dim
 from ..layers.pixels import normalize_uint8
@@ -285,11 +286,13 @@ class TransferModel(nn.Module, abc.ABC):
 
     def reinitialize(self, seed: int = 0, head_init: str = "zeros") -> None:
         """Random weights of the same architecture (the from-scratch control). The head is rebuilt from its
-        spec, so only its last layer starts at zero, as a new head does: a zero MLP would never train."""
-        torch.manual_seed(seed)
-        self._init_backbone()
+        spec, so only its last layer starts at zero, as a new head does: a zero MLP would never train.
+        The weights depend on ``seed`` alone; the caller's random stream is left where it was."""
         spec = self.head_spec
-        self.set_head(spec.num_labels, self.id2label, spec.kind, spec.pooling, spec.hidden_dim, spec.dropout, head_init)
+        with seeded_torch_rng(seed):
+            self._init_backbone()
+            self.set_head(spec.num_labels, self.id2label, spec.kind, spec.pooling, spec.hidden_dim, spec.dropout,
+                          head_init)
 
     # --- resize ---------------------------------------------------------------------------
     @abc.abstractmethod

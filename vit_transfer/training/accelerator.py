@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 TRACKER_DIR = "logs"
 
@@ -52,6 +54,16 @@ def resolve_precision(precision: str, cpu: bool = False) -> str:
                           "and runs many times slower than fp32; use train.precision=auto (fp32 here) unless you "
                           "need bf16 numerics", stacklevel=2)
     return precision
+
+
+@contextmanager
+def scoped_accelerator(precision: str = "no", cpu: bool = False) -> Iterator:
+    """An ``Accelerator`` for one library call (``predict``, ``evaluate``) given none; afterwards Accelerate's
+    global state is the caller's again (``caller_state.accelerate_state``)."""
+    from ..caller_state import accelerate_state
+
+    with accelerate_state():
+        yield make_accelerator(precision, cpu)
 
 
 def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "none",
