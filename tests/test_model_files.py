@@ -94,3 +94,55 @@ def test_a_hub_download_failure_other_than_absence_is_not_a_silent_default(tmp_p
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", broken)
     with pytest.raises(CheckpointError, match=r"user/tiny.*preprocessor_config\.json"):
         load_vit(repo)
+
+
+# --- a custom head in any weight layout transformers writes --------------------------------------
+@pytest.fixture
+def mlp_head_model(hf_vit_dir, tmp_path):
+    """A saved model with a non-native head (MLP, mean pooling): its weights are read back by load_vit itself."""
+    model = load_vit(hf_vit_dir, num_labels=2, id2label={0: "a", 1: "b"}, head="mlp", head_hidden_dim=8,
+                     pooling="mean").eval()
+    with torch.no_grad():
+        for p in model.head_parameters():
+            p.normal_(generator=torch.Generator().manual_seed(p.numel()))
+    folder = model.save(tmp_path / "saved")
+    return model, folder
+
+
+def _relayout(folder, dest, layout: str):
+    """The same checkpoint as one safetensors file, safetensors shards with an index, or a PyTorch .bin."""
+    from safetensors.torch import load_file
+
+    dest.mkdir()
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(folder / name, dest / name)
+    state = load_file(folder / "model.safetensors")
+    if layout == "bin":
+        torch.save(state, dest / "pytorch_model.bin")
+    elif layout == "sharded":
+        from huggingface_hub import save_torch_state_dict
+
+        save_torch_state_dict(state, dest, max_shard_size=20_000)
+        assert (dest / "model.safetensors.index.json").is_file() and len(list(dest.glob("*.safetensors"))) > 2
+    return dest
+
+
+@pytest.mark.parametrize("layout", ["sharded", "bin"])
+def test_a_custom_head_loads_from_sharded_and_bin_checkpoints(mlp_head_model, tmp_path, layout):
+    model, folder = mlp_head_model
+    source = _relayout(folder, tmp_path / layout, layout)
+    reloaded = load_vit(source).eval()
+    assert reloaded.head_spec == model.head_spec
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["sharded", "bin"])
+def test_a_custom_head_loads_from_a_cached_hub_repo(mlp_head_model, tmp_path, hub_cache, layout):
+    model, folder = mlp_head_model
+    repo = hub_cache(_relayout(folder, tmp_path / layout, layout), name=f"head-{layout}")
+    reloaded = load_vit(repo).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=1e-6)

@@ -138,15 +138,45 @@ def _hub_message(src: Source, exc: Exception) -> str:
 
 
 def _load_head_weights(wrapped: TransferModel, folder: Path | None, src: Source) -> None:
-    if folder is None:
-        from huggingface_hub import hf_hub_download
-
-        folder = Path(hf_hub_download(src.location, "model.safetensors")).parent
-    state = load_state_dict_file(folder / "model.safetensors")
-    for name in wrapped.head_module_names():
+    names = wrapped.head_module_names()
+    state = _saved_tensors(str(folder) if folder is not None else src.location, src.original,
+                           tuple(name + "." for name in names))
+    for name in names:
         prefix = name + "."
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        wrapped.model.get_submodule(name).load_state_dict(sub)
+        try:
+            wrapped.model.get_submodule(name).load_state_dict(sub)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{src.original}: the saved weights of its custom head {name!r} do not fit it "
+                                  f"({str(exc).splitlines()[0]})") from exc
+
+
+def _saved_tensors(location: str, original: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefixes`` from a transformers checkpoint in any layout it writes or reads (one
+    safetensors file, safetensors shards, a PyTorch ``.bin``, ``.bin`` shards), in transformers' own order of
+    preference; from a local folder or a Hub repo (``cached_file`` resolves both). Only the shards that hold
+    those tensors are read."""
+    from transformers.utils import (SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
+                                    cached_file)
+
+    names = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    for name in names:
+        found = cached_file(location, name, _raise_exceptions_for_missing_entries=False)
+        if found is None:
+            continue
+        files = [Path(found)]
+        if name.endswith(".index.json"):
+            try:
+                weight_map = json.loads(Path(found).read_text())["weight_map"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"cannot read the shard index {found}: {exc}") from exc
+            shards = sorted({shard for key, shard in weight_map.items() if key.startswith(prefixes)})
+            files = [Path(cached_file(location, shard)) for shard in shards]
+        state: dict[str, torch.Tensor] = {}
+        for path in files:
+            state.update({k: v for k, v in load_state_dict_file(path).items() if k.startswith(prefixes)})
+        return state
+    raise CheckpointError(f"{original} records a custom head but has none of {', '.join(names)} to read it from")
 
 
 # --- timm -------------------------------------------------------------------------------------
