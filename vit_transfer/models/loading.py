@@ -116,18 +116,25 @@ def _load_hf(src: Source) -> HFViT:
 def _preprocessor_config(folder: Path | None, src: Source) -> Path | None:
     """The checkpoint's ``preprocessor_config.json``, or None when it has none (absent from the folder or repo,
     or not cached offline). Any other failure to fetch it is an error: a guessed normalisation is not silent."""
-    if folder is not None:
-        path = folder / "preprocessor_config.json"
+    return _optional_file(str(folder) if folder is not None else src.location, "preprocessor_config.json",
+                          src.original)
+
+
+def _optional_file(location: str, filename: str, original: str) -> Path | None:
+    """``filename`` in a local folder or a Hub repo (downloaded or cached), or None when the folder or repo has
+    no such file (offline: when the cache has none). Any other failure is a ``CheckpointError`` naming it."""
+    if Path(location).is_dir():
+        path = Path(location) / filename
         return path if path.exists() else None
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
     try:
-        return Path(hf_hub_download(src.location, "preprocessor_config.json"))
+        return Path(hf_hub_download(location, filename))
     except EntryNotFoundError:  # absent from the repo, or (LocalEntryNotFoundError) not cached while offline
         return None
     except Exception as exc:  # network, permissions, a broken cache: name what could not be fetched
-        raise CheckpointError(f"cannot fetch preprocessor_config.json of {src.original}: {exc}") from exc
+        raise CheckpointError(f"cannot fetch {filename} of {original}: {exc}") from exc
 
 
 def _hub_message(src: Source, exc: Exception) -> str:
@@ -154,14 +161,13 @@ def _load_head_weights(wrapped: TransferModel, folder: Path | None, src: Source)
 def _saved_tensors(location: str, original: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """The tensors under ``prefixes`` from a transformers checkpoint in any layout it writes or reads (one
     safetensors file, safetensors shards, a PyTorch ``.bin``, ``.bin`` shards), in transformers' own order of
-    preference; from a local folder or a Hub repo (``cached_file`` resolves both). Only the shards that hold
-    those tensors are read."""
-    from transformers.utils import (SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME,
-                                    cached_file)
+    preference (its file-name constants); from a local folder or a Hub repo. Only the shards that hold those
+    tensors are read."""
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
     names = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
     for name in names:
-        found = cached_file(location, name, _raise_exceptions_for_missing_entries=False)
+        found = _optional_file(location, name, original)
         if found is None:
             continue
         files = [Path(found)]
@@ -171,7 +177,11 @@ def _saved_tensors(location: str, original: str, prefixes: tuple[str, ...]) -> d
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CheckpointError(f"cannot read the shard index {found}: {exc}") from exc
             shards = sorted({shard for key, shard in weight_map.items() if key.startswith(prefixes)})
-            files = [Path(cached_file(location, shard)) for shard in shards]
+            files = [_optional_file(location, shard, original) for shard in shards]
+            if None in files:
+                missing = [shard for shard, path in zip(shards, files) if path is None]
+                raise CheckpointError(f"{original}: the shard index {found.name} names {', '.join(missing)}, "
+                                      "which is missing")
         state: dict[str, torch.Tensor] = {}
         for path in files:
             state.update({k: v for k, v in load_state_dict_file(path).items() if k.startswith(prefixes)})
