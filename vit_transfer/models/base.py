@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from timm.layers import to_2tuple
 from torch import nn
 
 from ..caller_state import seeded_torch_rng
@@ -35,12 +36,15 @@ def check_attention(implementation: str) -> str:
 
 
 def to_pair(value: "int | tuple[int, int] | list[int]") -> tuple[int, int]:
-    """``(height, width)`` from one size or two (config files hold either), or a clear error."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ImageSizeError(f"expected one size or (height, width), got {value!r}")
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
+    """``(height, width)`` from one size or two (config files hold either): timm's ``to_2tuple`` plus what it
+    leaves out, exactly two whole numbers or an error naming the value."""
+    try:
+        pair = to_2tuple(value)
+        if len(pair) != 2:
+            raise ValueError(f"{len(pair)} values")
+        return int(pair[0]), int(pair[1])
+    except (TypeError, ValueError) as exc:
+        raise ImageSizeError(f"expected one size or (height, width), got {value!r}") from exc
 
 
 @dataclass(frozen=True)
