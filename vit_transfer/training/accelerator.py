@@ -83,7 +83,14 @@ def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "
 
     if not _launched_distributed() and AcceleratorState._shared_state:
         AcceleratorState._reset_state(reset_partial_state=True)
-    trackers = "tensorboard" if log_with == "tensorboard" and tensorboard_available() and project_dir else None
+    trackers = "tensorboard" if log_with == "tensorboard" and project_dir else None
+    if trackers and not tensorboard_available():
+        import warnings
+
+        warnings.warn("output.log_with=tensorboard, but neither tensorboard nor tensorboardX is installed: this run "
+                      "writes no logs/ (metrics.json still holds the results); pip install tensorboard, or set "
+                      "output.log_with=none to silence this", stacklevel=2)
+        trackers = None
     return Accelerator(
         mixed_precision=resolve_precision(precision, cpu),
         cpu=cpu,

@@ -56,12 +56,19 @@ class ScheduleConfig:
             raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
+DEFAULT_MAX_STEPS = 1000  # a run's length when a recipe gives neither train.max_steps nor train.epochs
+
+
 @dataclass
 class TrainConfig:
-    """``train:``: the loop. ``batch_size`` is global: images per optimiser step over all processes."""
+    """``train:``: the loop. ``batch_size`` is global: images per optimiser step over all processes.
 
-    max_steps: int | None = 1000  # optimiser steps; null: use epochs
-    epochs: float | None = None  # used when max_steps is null
+    A run's length is ``max_steps`` (optimiser steps) or ``epochs``, one of them: both set is an error (one
+    would be ignored), neither set means ``DEFAULT_MAX_STEPS`` steps.
+    """
+
+    max_steps: int | None = None  # optimiser steps; null with epochs null: DEFAULT_MAX_STEPS
+    epochs: float | None = None  # passes over the training set (fractions allowed), instead of max_steps
     batch_size: int = 512
     grad_accum_steps: int = 1  # per-process micro-batch = batch_size / (processes * grad_accum_steps)
     precision: Literal["no", "bf16", "fp16", "auto"] = "no"  # auto: bf16 where the hardware has it (GPU or CPU), else no
@@ -78,8 +85,15 @@ class TrainConfig:
         require_positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
                          grad_accum_steps=self.grad_accum_steps, log_every=self.log_every,
                          checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints)
-        if self.max_steps is None and (self.epochs is None or self.epochs <= 0):
-            raise ConfigError(f"set train.max_steps (optimiser steps) or train.epochs (positive), got {self.epochs}")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ConfigError(
+                f"train.max_steps={self.max_steps} and train.epochs={self.epochs} are both set, and a run has one "
+                f"length: keep one and set the other to null (e.g. train.max_steps=null train.epochs={self.epochs})"
+            )
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
+        if self.max_steps is None and self.epochs is None:
+            self.max_steps = DEFAULT_MAX_STEPS
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ConfigError(f"train.ema_decay must be between 0 and 1 (e.g. 0.9999), got {self.ema_decay}")
 
@@ -112,4 +126,4 @@ class OutputConfig:
             raise ConfigError("output.push_to_hub is true but output.hub_repo_id is not set (e.g. user/vit-pets)")
 
 
-__all__ = ["EvalConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig"]
+__all__ = ["DEFAULT_MAX_STEPS", "EvalConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig"]
