@@ -19,7 +19,8 @@ def test_builtin_loads_offline_with_its_labels():
     assert model(torch.zeros(1, 3, 28, 28)).shape == (1, 10)
 
 
-@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason=f"dataset-fashion-mnist is not installed at {FASHION_MNIST_DIR}")
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(),
+                    reason=f"dataset-fashion-mnist is not installed at {FASHION_MNIST_DIR}")
 def test_builtin_classifies_real_fashion_mnist():
     """Skipped only when the optional Debian package is absent: any other failure to read it fails the test."""
     from vit_transfer.data import DataConfig, build_transform, load_image_datasets

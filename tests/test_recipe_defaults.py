@@ -67,7 +67,8 @@ def test_tensorboard_logging_without_tensorboard_warns(tmp_path, monkeypatch):
     from vit_transfer.training import accelerator as acc_module
 
     monkeypatch.setattr(acc_module, "tensorboard_available", lambda: False)
-    with pytest.warns(UserWarning, match=r"output\.log_with=tensorboard.*pip install tensorboard.*output\.log_with=none"):
+    expected = r"output\.log_with=tensorboard.*pip install tensorboard.*output\.log_with=none"
+    with pytest.warns(UserWarning, match=expected):
         acc = acc_module.make_accelerator(log_with="tensorboard", project_dir=tmp_path)
     assert acc.log_with == []
     with warnings.catch_warnings():

@@ -97,7 +97,8 @@ def test_every_peft_tuner_prefix_marks_adapter_keys():
     from vit_transfer.hub.run_folder import peft_key_prefixes
 
     shipped = getattr(peft.mapping, "PEFT_TYPE_TO_PREFIX_MAPPING", None)
-    expected = set(shipped.values()) if shipped else {t.prefix for t in peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.values()}
+    tuners = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.values()
+    expected = set(shipped.values()) if shipped else {t.prefix for t in tuners}
     assert {"lora_", "hada_", "lokr_", "ia3_", "oft_", "boft_"} <= expected <= set(peft_key_prefixes())
 
 

@@ -103,7 +103,8 @@ def peft_key_prefixes() -> tuple[str, ...]:
     import peft.mapping
 
     shipped = getattr(peft.mapping, "PEFT_TYPE_TO_PREFIX_MAPPING", None)
-    prefixes = shipped.values() if shipped else (getattr(t, "prefix", "") for t in peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.values())
+    tuners = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.values()
+    prefixes = shipped.values() if shipped else (getattr(tuner, "prefix", "") for tuner in tuners)
     return tuple(sorted({p for p in prefixes if p}))
 
 
