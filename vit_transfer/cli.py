@@ -1,7 +1,8 @@
 """``vit-transfer`` command line: a thin dispatcher over ``vit_transfer.commands``.
 
 Each sub-command lives in its own module under ``vit_transfer/commands/`` and exposes
-``register(subparsers)``; the module is imported only when its command runs, so ``--help`` is fast.
+``register(subparsers)``; those modules import their heavy dependencies only when their command runs, so
+``--help`` is fast. A command module that fails to import is an error, never a command silently missing.
 """
 
 from __future__ import annotations
@@ -34,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"vit_transfer.commands.{module}")
-        except ModuleNotFoundError as exc:  # a command still being written must not break the others
-            if exc.name != f"vit_transfer.commands.{module}":
-                raise
-            continue
-        mod.register(sub)
+        importlib.import_module(f"vit_transfer.commands.{module}").register(sub)  # a failed import is a bug to show
     return parser
 
 

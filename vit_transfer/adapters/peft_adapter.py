@@ -18,7 +18,8 @@ from pathlib import Path
 
 from torch import nn
 
-# peft keeps the frozen original of every ``modules_to_save`` module next to its trained copy
+# peft keeps the frozen original of every ``modules_to_save`` module next to its trained copy (peft names it in
+# code, not in a constant it exports)
 PEFT_ORIGINAL_MARKER = ".original_module."
 
 

@@ -63,13 +63,25 @@ def open_dataset_dict(source: str, config_name: "str | None" = None):
         else:
             loaded = datasets.load_dataset(str(path) if path.exists() else source, config_name)
     except Exception as exc:  # offline, unknown id, gated, unreadable files: one clear message
-        raise DataError(
-            f"could not load dataset {source!r} with the datasets library: {type(exc).__name__}: {exc} "
-            f"(for a Hub id you need network access, or a copy in the datasets cache)"
-        ) from exc
+        if path.exists():
+            raise DataError(f"could not load dataset {source!r} with the datasets library: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        raise DataError(_not_found_message(source, path, exc)) from exc
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+def _not_found_message(source: str, path: Path, exc: Exception) -> str:
+    """Both readings of a source that is not on disk: the local path tried, then the Hub id and why it failed."""
+    import datasets
+
+    offline = datasets.config.HF_HUB_OFFLINE
+    reason = "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and the datasets cache has no copy" if offline \
+        else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return (f"data.source {source!r}: the local path {path.resolve()} does not exist, so it was tried as a Hub "
+            f"dataset id {source!r}, which failed: {reason}. Fix the path (relative paths start at "
+            f"{Path.cwd()}) or the Hub id")
 
 
 def load_hub(source: str, image_column: str, label_column: str, config_name: "str | None" = None) -> SourceSplits:

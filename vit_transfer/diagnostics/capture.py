@@ -14,6 +14,8 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from ..caller_state import eval_mode
+
 
 @contextmanager
 def eager_attention(model) -> Iterator[None]:
@@ -68,15 +70,12 @@ def capture_attention(model: nn.Module, pixel_values: torch.Tensor,
         return hook
 
     handles = [module.register_forward_hook(recorder(i, read)) for i, (module, read) in enumerate(sites)]
-    was_training = model.training
-    model.eval()
     try:
-        with eager_attention(model):
+        with eval_mode(model), eager_attention(model):
             model(pixel_values)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     missing = [i for i, found in enumerate(maps) if len(found) != 1]
     if missing:
         raise RuntimeError(f"no attention map was recorded for block(s) {missing} of {type(model.model).__name__}")

@@ -20,7 +20,6 @@ from .run_folder import RunFolder
 from .secrets import REDACTED, scrub, scrub_data
 from .staging import StagedModel
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 SECRET_KEY = re.compile(r"token|password|secret|api_key", re.IGNORECASE)
 WHAT_TEXT = {
     "model": "the full fine-tuned model",
@@ -90,7 +89,7 @@ def hub_model_id(source: str | None, ecosystem: str | None = None) -> str | None
     if text in BUILTIN_MODELS or text in ALIASES:
         return None
     if "/" in text:
-        return text if HUB_ID.match(text) else None
+        return text if is_repo_id(text) else None
     if ecosystem == "timm":  # a timm name: its pretrained weights live in a timm/ repo
         try:
             from timm.models import get_pretrained_cfg
@@ -100,6 +99,17 @@ def hub_model_id(source: str | None, ecosystem: str | None = None) -> str | None
         except Exception:
             return None
     return None
+
+
+def is_repo_id(text: str) -> bool:
+    """Whether ``text`` is a repo id the Hub accepts (``huggingface_hub``'s own ``validate_repo_id``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return bool(text)
 
 
 def describe_dataset(source: str | None) -> dict | None:
@@ -114,7 +124,7 @@ def describe_dataset(source: str | None) -> dict | None:
     if text.startswith((".", "/", "~")) or path.exists() or ":" in text:
         kind = {".csv": "csv", ".parquet": "parquet"}.get(path.suffix, "imagefolder")
         return {"id": kind, "name": path.name or text, "hub": False}
-    if HUB_ID.match(text) or re.match(r"^[\w.-]+$", text):
+    if is_repo_id(text):
         return {"id": text, "name": text, "hub": True}
     return {"id": "custom", "name": text, "hub": False}
 

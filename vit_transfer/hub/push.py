@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from .staging import StagedModel, stage
 
 logger = logging.getLogger(__name__)
 
-REPO_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 MAX_SCANNED_BYTES = 64 << 20  # files larger than this are weights: only their header can hold text
 
 
@@ -67,8 +65,15 @@ def push_run(
     ``dry_run_dir`` the exact upload folder is written there and nothing touches the network.
     The token defaults to ``HF_TOKEN`` or the one stored by ``hf auth login``.
     """
-    if not REPO_ID.match(repo_id or ""):
-        raise HubError(f"repo id {repo_id!r} is not valid: use USER/NAME (letters, digits, '-', '_', '.')")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)  # the Hub's own rules, checked before any file is staged
+        if not repo_id:
+            raise HFValidationError("empty")
+    except HFValidationError as exc:
+        raise HubError(f"repo id {repo_id!r} is not valid: use USER/NAME (letters, digits, '-', '_', '.'; "
+                       f"no '--' or '..'; at most 96 characters): {exc}") from exc
     run = read_run_folder(output_dir)
 
     if dry_run_dir is not None:

@@ -20,9 +20,8 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 ADAPTER_INFO_FILE = "vit_transfer_adapter.json"  # written beside the adapter by vit_transfer.adapters.save_adapter
 RUN_INFO_FROM_ADAPTER = ("base_model", "ecosystem", "image_size", "patch_size", "num_labels", "id2label")
-# Parameter-name fragments that only an unmerged peft model has: such weights are not a plain model.
-PEFT_KEY_MARKERS = (".lora_A.", ".lora_B.", ".base_layer.", ".modules_to_save.", ".original_module.",
-                    ".hada_w1_a.", ".lokr_w1", ".ia3_l.", ".vera_lambda_b.", ".oft_R.", ".boft_R.", ".fourierft_spectrum.")
+# Module names of peft's wrappers around any tuner's layer (peft names them in code, not in a constant).
+PEFT_WRAPPER_NAMES = ("base_layer", "modules_to_save", "original_module")
 
 
 @dataclass
@@ -98,12 +97,29 @@ def adapter_problem(folder: Path) -> str | None:
     return None
 
 
+def peft_key_prefixes() -> tuple[str, ...]:
+    """The parameter-name prefix of every peft tuner (``lora_``, ``hada_``, ``ia3_`` ...) from peft's own registry:
+    ``PEFT_TYPE_TO_PREFIX_MAPPING``, or each tuner class's ``prefix`` in peft versions before that mapping."""
+    import peft.mapping
+
+    shipped = getattr(peft.mapping, "PEFT_TYPE_TO_PREFIX_MAPPING", None)
+    tuners = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.values()
+    prefixes = shipped.values() if shipped else (getattr(tuner, "prefix", "") for tuner in tuners)
+    return tuple(sorted({p for p in prefixes if p}))
+
+
+def is_peft_key(key: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether a parameter name belongs to an unmerged peft model: a tuner's own weight or a peft wrapper."""
+    return any(part in PEFT_WRAPPER_NAMES or part.startswith(prefixes) for part in key.split("."))
+
+
 def _has_peft_keys(weights: Path) -> bool:
     from safetensors import safe_open
 
+    prefixes = peft_key_prefixes()
     try:
         with safe_open(str(weights), framework="pt") as fh:
-            return any(marker in f".{key}" for key in fh.keys() for marker in PEFT_KEY_MARKERS)
+            return any(is_peft_key(key, prefixes) for key in fh.keys())
     except Exception as exc:  # unreadable header: say so rather than push a broken file
         raise NoTrainedModelError(f"{weights} is not a readable safetensors file ({exc})") from exc
 

@@ -16,6 +16,7 @@ order (or a subset of the model's classes) is scored correctly.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,7 @@ def evaluate(
     Under ``accelerate launch`` every process scores a shard and gets the whole result; only the main
     process writes ``output_dir``. ``transform`` defaults to the model's eval transform (uint8 out).
     """
-    from ..training.accelerator import make_accelerator
+    from ..training.accelerator import scoped_accelerator
 
     model = load_trained_model(model)
     labels = getattr(dataset, "labels", None)
@@ -136,9 +137,11 @@ def evaluate(
     targets = to_model[np.asarray(labels, dtype=np.int64)]
     if (targets < 0).any():
         raise DataError("a dataset label has no class name in id2label")
-    accelerator = accelerator or make_accelerator(precision)
-    scores = score_dataset(model, dataset, accelerator, transform=transform, batch_size=batch_size, top_k=5,
-                           targets=targets, num_workers=num_workers, progress=progress, desc=desc)
+    with contextlib.ExitStack() as scope:  # an accelerator of our own leaves the caller's Accelerate state alone
+        accelerator = accelerator or scope.enter_context(scoped_accelerator(precision))
+        scores = score_dataset(model, dataset, accelerator, transform=transform, batch_size=batch_size, top_k=5,
+                               targets=targets, num_workers=num_workers, progress=progress, desc=desc)
+        main_process = accelerator.is_main_process
     y_true = targets[scores.positions.numpy()]
     top_ids = scores.top_ids.numpy()
     names = model.id2label
@@ -148,7 +151,7 @@ def evaluate(
     numbers["skipped"] = [{"path": s.name, "reason": s.reason} for s in scores.skipped]
     numbers["confidently_wrong"] = _confidently_wrong(dataset, scores, y_true, names, num_wrong)
     result = EvaluationResult(numbers, scores, y_true, dict(names), dataset)
-    if output_dir is not None and accelerator.is_main_process:
+    if output_dir is not None and main_process:
         result.write(output_dir)
     return result
 

@@ -7,6 +7,7 @@ predictions. Output: ``.csv`` (``path, label_1, probability_1, ..., error``) or 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -93,7 +94,7 @@ def predict(
     sharded over the processes and every process returns the whole result.
     """
     from ..data import FileImageDataset
-    from ..training.accelerator import make_accelerator
+    from ..training.accelerator import scoped_accelerator
 
     if top_k < 1:
         raise ConfigError(f"top_k must be at least 1, got {top_k}")
@@ -102,9 +103,10 @@ def predict(
     model = load_trained_model(model)
     refs = collect_images(images, image_column)
     dataset = FileImageDataset(refs, np.zeros(len(refs), dtype=np.int64), name="images")
-    accelerator = accelerator or make_accelerator(precision)
-    scores = score_dataset(model, dataset, accelerator, batch_size=batch_size, top_k=top_k,
-                           num_workers=num_workers, progress=progress)
+    with contextlib.ExitStack() as scope:  # an accelerator of our own leaves the caller's Accelerate state alone
+        accelerator = accelerator or scope.enter_context(scoped_accelerator(precision))
+        scores = score_dataset(model, dataset, accelerator, batch_size=batch_size, top_k=top_k,
+                               num_workers=num_workers, progress=progress)
     names = model.id2label
     rows: list[Prediction | None] = [None] * len(dataset)
     for position, ids, probs in zip(scores.positions.tolist(), scores.top_ids.tolist(), scores.top_probs.tolist()):

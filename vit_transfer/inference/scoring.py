@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..caller_state import eval_mode
 from ..data.loader import preserved_rng
 
 
@@ -100,11 +101,10 @@ def score_dataset(
     target_ids = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=device) if targets is not None else None
 
     chunks: dict[str, list[torch.Tensor]] = {"positions": [], "top_ids": [], "top_probs": [], "target_log_probs": []}
-    was_training = model.training
-    model.eval().to(device)
+    model.to(device)
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and accelerator.is_local_main_process),
                dynamic_ncols=True)
-    with preserved_rng(), torch.inference_mode(), accelerator.autocast():
+    with eval_mode(model), preserved_rng(), torch.inference_mode(), accelerator.autocast():
         for batch in bar:
             positions = batch["labels"].to(device)
             if positions.numel() == 0:
@@ -116,7 +116,6 @@ def score_dataset(
             chunks["top_probs"].append(top.values.exp())
             if target_ids is not None:
                 chunks["target_log_probs"].append(log_probs.gather(1, target_ids[positions][:, None])[:, 0])
-    model.train(was_training)
 
     empty = {"positions": torch.zeros(0, dtype=torch.long, device=device),
              "top_ids": torch.zeros(0, k, dtype=torch.long, device=device),

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from timm.layers import to_2tuple
 from torch import nn
 
+from ..caller_state import seeded_torch_rng
 from ..errors import ImageSizeError
 from ..layers import Interpolation, pool_tokens, pooled_dim
 from ..layers.pixels import normalize_uint8
@@ -34,12 +36,15 @@ def check_attention(implementation: str) -> str:
 
 
 def to_pair(value: "int | tuple[int, int] | list[int]") -> tuple[int, int]:
-    """``(height, width)`` from one size or two (config files hold either), or a clear error."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ImageSizeError(f"expected one size or (height, width), got {value!r}")
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
+    """``(height, width)`` from one size or two (config files hold either): timm's ``to_2tuple`` plus what it
+    leaves out, exactly two whole numbers or an error naming the value."""
+    try:
+        pair = to_2tuple(value)
+        if len(pair) != 2:
+            raise ValueError(f"{len(pair)} values")
+        return int(pair[0]), int(pair[1])
+    except (TypeError, ValueError) as exc:
+        raise ImageSizeError(f"expected one size or (height, width), got {value!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -285,11 +290,13 @@ class TransferModel(nn.Module, abc.ABC):
 
     def reinitialize(self, seed: int = 0, head_init: str = "zeros") -> None:
         """Random weights of the same architecture (the from-scratch control). The head is rebuilt from its
-        spec, so only its last layer starts at zero, as a new head does: a zero MLP would never train."""
-        torch.manual_seed(seed)
-        self._init_backbone()
+        spec, so only its last layer starts at zero, as a new head does: a zero MLP would never train.
+        The weights depend on ``seed`` alone; the caller's random stream is left where it was."""
         spec = self.head_spec
-        self.set_head(spec.num_labels, self.id2label, spec.kind, spec.pooling, spec.hidden_dim, spec.dropout, head_init)
+        with seeded_torch_rng(seed):
+            self._init_backbone()
+            self.set_head(spec.num_labels, self.id2label, spec.kind, spec.pooling, spec.hidden_dim, spec.dropout,
+                          head_init)
 
     # --- resize ---------------------------------------------------------------------------
     @abc.abstractmethod

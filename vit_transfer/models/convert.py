@@ -23,6 +23,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
+from ..caller_state import eval_mode
 from ..errors import ConfigError, NotAViTError, VitTransferError
 from .base import Preprocessing, TransferModel
 
@@ -458,7 +459,7 @@ def convert_vit(model: TransferModel, to: Ecosystem) -> TransferModel:
     device = next(model.parameters()).device
     state = {k: v.detach().to("cpu", torch.float32) for k, v in state.items()}
     build = build_timm_vit if to == "timm" else build_hf_vit
-    return build(spec, state, model.source).to(device)
+    return build(spec, state, model.source).to(device).train(model.training)  # the source's mode, as a copy would
 
 
 def convert_checkpoint(
@@ -526,8 +527,8 @@ def _restore_recorded_eps(model: TransferModel, source: "str | Path") -> None:
 
 
 def _logits(model: TransferModel, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model.eval()(x.to(next(model.parameters()).device)).float().cpu()
+    with eval_mode(model), torch.no_grad():
+        return model(x.to(next(model.parameters()).device)).float().cpu()
 
 
 def _random_batch(model: TransferModel, batch_size: int, seed: int) -> torch.Tensor:

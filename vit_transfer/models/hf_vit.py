@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import ImageSizeError
+from ..errors import CheckpointError, ImageSizeError
 from ..layers import build_head, pooled_dim, resample_patch_embed
 from .base import HeadSpec, Preprocessing, TransferModel, check_attention, to_pair
 
@@ -42,16 +43,39 @@ FAMILIES: dict[str, HFFamily] = {
 PIL_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
-def read_hf_preprocessing(folder: Path | None, family: HFFamily, image_size: tuple[int, int]) -> Preprocessing:
-    """Read mean/std from a saved ``preprocessor_config.json``, else the family's defaults."""
+def read_hf_preprocessing(path: Path | None, family: HFFamily, image_size: tuple[int, int],
+                          owner: str = "") -> Preprocessing:
+    """mean/std/resample from a checkpoint's ``preprocessor_config.json`` at ``path``.
+
+    ``path=None`` means ``owner`` (a folder or Hub id) has none: the family's defaults are used and a warning
+    names them, since training on a guessed normalisation shifts every input. A file that exists but cannot
+    be read is an error naming it, never a fallback.
+    """
     mean, std, interp = family.default_mean, family.default_std, "bicubic"
-    path = folder / "preprocessor_config.json" if folder is not None else None
-    if path is not None and path.is_file():
-        cfg = json.loads(path.read_text())
-        mean = tuple(cfg.get("image_mean", mean))
-        std = tuple(cfg.get("image_std", std))
-        interp = PIL_RESAMPLE_NAMES.get(cfg.get("resample"), interp)
+    if path is None:
+        warnings.warn(f"{owner}: no preprocessor_config.json; using the transformers family defaults "
+                      f"image_mean={list(mean)}, image_std={list(std)}, resample=bicubic", stacklevel=3)
+        return Preprocessing(image_size=image_size, mean=mean, std=std, interpolation=interp)
+    try:
+        cfg = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(cfg).__name__}, not an image processor config object")
+    mean = _channel_values(cfg.get("image_mean", mean), path, "image_mean")
+    std = _channel_values(cfg.get("image_std", std), path, "image_std")
+    interp = PIL_RESAMPLE_NAMES.get(cfg.get("resample"), interp)
     return Preprocessing(image_size=image_size, mean=mean, std=std, interpolation=interp)
+
+
+def _channel_values(value, path: Path, key: str) -> tuple[float, ...]:
+    """One number per RGB channel (a single number applies to all three, as transformers' processors allow)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),) * 3
+    if (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return tuple(float(v) for v in value)
+    raise CheckpointError(f"{path}: {key} must be 3 numbers (one per RGB channel), got {value!r}")
 
 
 def _attention_weights(output) -> torch.Tensor:

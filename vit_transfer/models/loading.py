@@ -102,9 +102,8 @@ def _load_hf(src: Source) -> HFViT:
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
     preprocessing = read_hf_preprocessing(
-        folder or _hub_file_folder(src.location, "preprocessor_config.json"),
-        FAMILIES[config.model_type],
-        to_pair(config.image_size),
+        _preprocessor_config(folder, src), FAMILIES[config.model_type], to_pair(config.image_size),
+        owner=str(folder) if folder is not None else f"{src.original} (not in the repo, or not cached offline)",
     )
     wrapped = HFViT(model, source=src.original, preprocessing=preprocessing)
     if head_spec:  # a non-native head: rebuild its modules, then load their saved weights
@@ -114,13 +113,28 @@ def _load_hf(src: Source) -> HFViT:
     return wrapped
 
 
-def _hub_file_folder(repo_id: str, filename: str) -> Path | None:
-    try:
-        from huggingface_hub import hf_hub_download
+def _preprocessor_config(folder: Path | None, src: Source) -> Path | None:
+    """The checkpoint's ``preprocessor_config.json``, or None when it has none (absent from the folder or repo,
+    or not cached offline). Any other failure to fetch it is an error: a guessed normalisation is not silent."""
+    return _optional_file(str(folder) if folder is not None else src.location, "preprocessor_config.json",
+                          src.original)
 
-        return Path(hf_hub_download(repo_id, filename)).parent
-    except Exception:  # the file is optional; absent or offline means family defaults
+
+def _optional_file(location: str, filename: str, original: str) -> Path | None:
+    """``filename`` in a local folder or a Hub repo (downloaded or cached), or None when the folder or repo has
+    no such file (offline: when the cache has none). Any other failure is a ``CheckpointError`` naming it."""
+    if Path(location).is_dir():
+        path = Path(location) / filename
+        return path if path.exists() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(location, filename))
+    except EntryNotFoundError:  # absent from the repo, or (LocalEntryNotFoundError) not cached while offline
         return None
+    except Exception as exc:  # network, permissions, a broken cache: name what could not be fetched
+        raise CheckpointError(f"cannot fetch {filename} of {original}: {exc}") from exc
 
 
 def _hub_message(src: Source, exc: Exception) -> str:
@@ -131,15 +145,48 @@ def _hub_message(src: Source, exc: Exception) -> str:
 
 
 def _load_head_weights(wrapped: TransferModel, folder: Path | None, src: Source) -> None:
-    if folder is None:
-        from huggingface_hub import hf_hub_download
-
-        folder = Path(hf_hub_download(src.location, "model.safetensors")).parent
-    state = load_state_dict_file(folder / "model.safetensors")
-    for name in wrapped.head_module_names():
+    names = wrapped.head_module_names()
+    state = _saved_tensors(str(folder) if folder is not None else src.location, src.original,
+                           tuple(name + "." for name in names))
+    for name in names:
         prefix = name + "."
         sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        wrapped.model.get_submodule(name).load_state_dict(sub)
+        try:
+            wrapped.model.get_submodule(name).load_state_dict(sub)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{src.original}: the saved weights of its custom head {name!r} do not fit it "
+                                  f"({str(exc).splitlines()[0]})") from exc
+
+
+def _saved_tensors(location: str, original: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The tensors under ``prefixes`` from a transformers checkpoint in any layout it writes or reads (one
+    safetensors file, safetensors shards, a PyTorch ``.bin``, ``.bin`` shards), in transformers' own order of
+    preference (its file-name constants); from a local folder or a Hub repo. Only the shards that hold those
+    tensors are read."""
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+    names = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    for name in names:
+        found = _optional_file(location, name, original)
+        if found is None:
+            continue
+        files = [Path(found)]
+        if name.endswith(".index.json"):
+            try:
+                weight_map = json.loads(Path(found).read_text())["weight_map"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"cannot read the shard index {found}: {exc}") from exc
+            shards = sorted({shard for key, shard in weight_map.items() if key.startswith(prefixes)})
+            files = [_optional_file(location, shard, original) for shard in shards]
+            if None in files:
+                missing = [shard for shard, path in zip(shards, files) if path is None]
+                raise CheckpointError(f"{original}: the shard index {found.name} names {', '.join(missing)}, "
+                                      "which is missing")
+        state: dict[str, torch.Tensor] = {}
+        for path in files:
+            state.update({k: v for k, v in load_state_dict_file(path).items() if k.startswith(prefixes)})
+        return state
+    raise CheckpointError(f"{original} records a custom head but has none of {', '.join(names)} to read it from")
 
 
 # --- timm -------------------------------------------------------------------------------------

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
+from ..caller_state import seeded_torch_rng
 from .base import Preprocessing
 from .hf_vit import HFViT
 from .pos_embed_kinds import PosEmbedKind, apply_pos_embed_kind, check_pos_embed_kind
@@ -48,8 +47,8 @@ def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, st
         label_names=tuple(id2label[i] for i in range(num_labels)), hidden_dropout=arch.dropout,
         attention_dropout=arch.attention_dropout,
     )
-    torch.manual_seed(seed)
-    wrapped = HFViT(ViTForImageClassification(hf_vit_config(spec)), source="scratch", preprocessing=pre)
-    wrapped.set_head(num_labels, id2label)
-    apply_pos_embed_kind(wrapped, arch.pos_embed, std=wrapped.model.config.initializer_range)
+    with seeded_torch_rng(seed):  # the weights depend on seed alone; the caller's stream stays where it was
+        wrapped = HFViT(ViTForImageClassification(hf_vit_config(spec)), source="scratch", preprocessing=pre)
+        wrapped.set_head(num_labels, id2label)
+        apply_pos_embed_kind(wrapped, arch.pos_embed, std=wrapped.model.config.initializer_range)
     return wrapped

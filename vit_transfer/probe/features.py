@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..caller_state import accelerate_state, eval_mode
 from ..data.loader import TransformedItems
 from ..errors import ConfigError
 from ..layers.heads import POOLINGS
@@ -108,7 +109,7 @@ def extract_features(
 
     ``transform`` defaults to the model's eval transform (resize + center crop + normalise). Under
     ``accelerate launch`` each process embeds its shard and every process returns the full, ordered
-    result. The model is put in eval mode on the accelerator's device.
+    result. The model is moved to the accelerator's device and runs in eval mode; its modes are restored after.
     """
     from accelerate import Accelerator
 
@@ -117,36 +118,39 @@ def extract_features(
         from ..data import build_transform
 
         transform = build_transform(model.preprocessing, train=False)
-    accelerator = accelerator or Accelerator()
-    device = accelerator.device
-    dtype = autocast_dtype(precision, device)
-    model.eval().to(device)
+    with contextlib.ExitStack() as scope:  # an accelerator of our own leaves the caller's Accelerate state alone
+        if accelerator is None:
+            scope.enter_context(accelerate_state())
+            accelerator = Accelerator()
+        device = accelerator.device
+        dtype = autocast_dtype(precision, device)
+        model.to(device)
 
-    indexed = _IndexedImages(dataset, transform, tuple(model.image_size))
-    loader = DataLoader(indexed, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    loader = accelerator.prepare_data_loader(loader, device_placement=True)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        indexed = _IndexedImages(dataset, transform, tuple(model.image_size))
+        loader = DataLoader(indexed, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        loader = accelerator.prepare_data_loader(loader, device_placement=True)
+        autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
-    chunks: list[tuple[torch.Tensor, ...]] = []
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and accelerator.is_local_main_process))
-    with torch.inference_mode():
-        for pixels, labels, index, valid in bar:
-            with autocast:
-                feats = model.forward_features(pixels, pooling=pooling, last_n=last_n)
-            gathered = accelerator.gather_for_metrics((feats.float(), labels, index, valid))
-            chunks.append(tuple(t.cpu() for t in gathered))
-    if not chunks:
-        empty = torch.empty(0, dtype=torch.long)
-        return Features(torch.empty(0, model.feature_dim(pooling, last_n)), empty, empty.clone())
-    feats, labels, index, valid = (torch.cat(parts) for parts in zip(*chunks))
-    feats, labels, index, valid = _in_dataset_order(feats, labels, index, valid)
-    keep = valid.bool()
-    return Features(
-        features=feats[keep].contiguous(),
-        labels=labels[keep].long(),
-        indices=index[keep].long(),
-        num_skipped=int((~keep).sum()),
-    )
+        chunks: list[tuple[torch.Tensor, ...]] = []
+        bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and accelerator.is_local_main_process))
+        with eval_mode(model), torch.inference_mode():
+            for pixels, labels, index, valid in bar:
+                with autocast:
+                    feats = model.forward_features(pixels, pooling=pooling, last_n=last_n)
+                gathered = accelerator.gather_for_metrics((feats.float(), labels, index, valid))
+                chunks.append(tuple(t.cpu() for t in gathered))
+        if not chunks:
+            empty = torch.empty(0, dtype=torch.long)
+            return Features(torch.empty(0, model.feature_dim(pooling, last_n)), empty, empty.clone())
+        feats, labels, index, valid = (torch.cat(parts) for parts in zip(*chunks))
+        feats, labels, index, valid = _in_dataset_order(feats, labels, index, valid)
+        keep = valid.bool()
+        return Features(
+            features=feats[keep].contiguous(),
+            labels=labels[keep].long(),
+            indices=index[keep].long(),
+            num_skipped=int((~keep).sum()),
+        )
 
 
 def _in_dataset_order(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:

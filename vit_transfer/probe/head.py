@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..caller_state import eval_mode
+
 
 def _last_linear(module: nn.Module) -> nn.Linear:
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
@@ -61,8 +63,7 @@ def head_agreement(model, pixel_values: torch.Tensor, weight: torch.Tensor, bias
     model with attention pooling, ``global_pool="map"``), which would make the saved classifier
     disagree with the probe.
     """
-    model.eval()
-    with torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         device = next(model.parameters()).device
         pixels = pixel_values.to(device)
         served = model(pixels).float()

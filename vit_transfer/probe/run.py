@@ -10,12 +10,14 @@ all of train and reported on eval. Few-shot draws its shots from train and repor
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from ..caller_state import accelerate_state, seeded_torch_rng
 from ..data.splits import stratified_split
 from ..errors import DataError
 from .cache import FeatureCache, cached_features, model_digest
@@ -240,18 +242,25 @@ def linear_probe(recipe: ProbeRecipe, *, accelerator=None, progress: bool = True
     """``vit-transfer probe``: load the recipe's model and data, probe, write ``recipe.output_dir``."""
     from accelerate import Accelerator
 
+    with contextlib.ExitStack() as scope:  # an accelerator of our own leaves the caller's Accelerate state alone
+        if accelerator is None:
+            scope.enter_context(accelerate_state())
+            accelerator = Accelerator()
+        return _run_recipe(recipe, accelerator, progress)
+
+
+def _run_recipe(recipe: ProbeRecipe, accelerator, progress: bool) -> ProbeResult:
     from ..config import save_recipe
     from ..data import load_image_datasets
     from ..models import load_vit_from_config
 
-    accelerator = accelerator or Accelerator()
-    torch.manual_seed(recipe.seed)
-    datasets = load_image_datasets(recipe.data)
-    model = load_vit_from_config(recipe.model, num_labels=datasets.num_labels, id2label=datasets.id2label,
-                                 seed=recipe.seed)
-    config = replace(recipe.probe, pooling=recipe.probe.pooling or recipe.model.pooling or "cls")
-    result = probe_model(model, datasets, config, output_dir=recipe.output_dir, seed=recipe.seed,
-                         num_workers=recipe.data.num_workers, accelerator=accelerator, progress=progress)
+    with seeded_torch_rng(recipe.seed):  # the recipe's seed fixes the run; the caller's stream is left alone
+        datasets = load_image_datasets(recipe.data)
+        model = load_vit_from_config(recipe.model, num_labels=datasets.num_labels, id2label=datasets.id2label,
+                                     seed=recipe.seed)
+        config = replace(recipe.probe, pooling=recipe.probe.pooling or recipe.model.pooling or "cls")
+        result = probe_model(model, datasets, config, output_dir=recipe.output_dir, seed=recipe.seed,
+                             num_workers=recipe.data.num_workers, accelerator=accelerator, progress=progress)
     result.dataset = recipe.data.source
     if accelerator.is_main_process:
         output_dir = Path(recipe.output_dir)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from ..precision import native_bf16, resolve_precision  # noqa: F401  (the one precision rule; re-exported)
+from ..precision import resolve_precision  # the one precision rule (vit_transfer/precision.py)
 
 TRACKER_DIR = "logs"
 
@@ -17,6 +19,16 @@ def tensorboard_available() -> bool:
 
 def _launched_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@contextmanager
+def scoped_accelerator(precision: str = "no", cpu: bool = False) -> Iterator:
+    """An ``Accelerator`` for one library call (``predict``, ``evaluate``) given none; afterwards Accelerate's
+    global state is the caller's again (``caller_state.accelerate_state``)."""
+    from ..caller_state import accelerate_state
+
+    with accelerate_state():
+        yield make_accelerator(precision, cpu)
 
 
 def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "none",
@@ -36,7 +48,14 @@ def make_accelerator(precision: str = "no", cpu: bool = False, log_with: str = "
 
     if not _launched_distributed() and AcceleratorState._shared_state:
         AcceleratorState._reset_state(reset_partial_state=True)
-    trackers = "tensorboard" if log_with == "tensorboard" and tensorboard_available() and project_dir else None
+    trackers = "tensorboard" if log_with == "tensorboard" and project_dir else None
+    if trackers and not tensorboard_available():
+        import warnings
+
+        warnings.warn("output.log_with=tensorboard, but neither tensorboard nor tensorboardX is installed: this run "
+                      "writes no logs/ (metrics.json still holds the results); pip install tensorboard, or set "
+                      "output.log_with=none to silence this", stacklevel=2)
+        trackers = None
     return Accelerator(
         mixed_precision=resolve_precision(precision, cpu),
         cpu=cpu,

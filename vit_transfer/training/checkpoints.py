@@ -179,8 +179,26 @@ def rotate_checkpoints(output_dir: "str | Path", keep: int) -> list[Path]:
     found = list_checkpoints(output_dir)
     doomed = found[: max(0, len(found) - max(1, keep))]
     for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
+        delete_checkpoint(path)
     return doomed
+
+
+def delete_checkpoint(path: Path) -> None:
+    """Set ``path`` aside under a temp name (one rename: from then on no lookup counts it), then delete it.
+
+    A failure is a ``CheckpointError`` naming the folder, never ignored: a checkpoint that silently stays would
+    be picked by rotation or ``latest`` in place of a newer run's.
+    """
+    aside = path.with_name(TMP_PREFIX + "deleting-" + path.name)
+    try:
+        if aside.exists():  # an earlier failed delete
+            shutil.rmtree(aside)
+        os.replace(path, aside)
+        shutil.rmtree(aside)
+    except OSError as exc:
+        where = path if path.exists() else aside
+        raise CheckpointError(f"cannot delete old checkpoint {where}: {exc}; delete it by hand "
+                              f"(the newer checkpoints in {path.parent} are intact)") from exc
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -59,12 +59,19 @@ class ScheduleConfig:
             raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
 
 
+DEFAULT_MAX_STEPS = 1000  # a run's length when a recipe gives neither train.max_steps nor train.epochs
+
+
 @dataclass
 class TrainConfig:
-    """``train:``: the loop. ``batch_size`` is global: images per optimiser step over all processes."""
+    """``train:``: the loop. ``batch_size`` is global: images per optimiser step over all processes.
 
-    max_steps: int | None = 1000  # optimiser steps; null: use epochs
-    epochs: float | None = None  # used when max_steps is null
+    A run's length is ``max_steps`` (optimiser steps) or ``epochs``, one of them: both set is an error (one
+    would be ignored), neither set means ``DEFAULT_MAX_STEPS`` steps.
+    """
+
+    max_steps: int | None = None  # optimiser steps; null with epochs null: DEFAULT_MAX_STEPS
+    epochs: float | None = None  # passes over the training set (fractions allowed), instead of max_steps
     batch_size: int = 512
     grad_accum_steps: int = 1  # per-process micro-batch = batch_size / (processes * grad_accum_steps)
     precision: Literal["no", "bf16", "fp16", "auto"] = "no"  # auto: bf16 where the hardware has it (GPU or CPU), else no
@@ -86,8 +93,15 @@ class TrainConfig:
                          grad_accum_steps=self.grad_accum_steps, log_every=self.log_every,
                          checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
                          early_stopping_patience=self.early_stopping_patience)
-        if self.max_steps is None and (self.epochs is None or self.epochs <= 0):
-            raise ConfigError(f"set train.max_steps (optimiser steps) or train.epochs (positive), got {self.epochs}")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ConfigError(
+                f"train.max_steps={self.max_steps} and train.epochs={self.epochs} are both set, and a run has one "
+                f"length: keep one and set the other to null (e.g. train.max_steps=null train.epochs={self.epochs})"
+            )
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"train.epochs must be positive, got {self.epochs}")
+        if self.max_steps is None and self.epochs is None:
+            self.max_steps = DEFAULT_MAX_STEPS
         if self.early_stopping_patience and self.keep_best is False:
             raise ConfigError("train.early_stopping_patience stops on the best validation step: it needs "
                               "train.keep_best (true, or null with a validation split)")
@@ -125,4 +139,4 @@ class OutputConfig:
             raise ConfigError("output.push_to_hub is true but output.hub_repo_id is not set (e.g. user/vit-pets)")
 
 
-__all__ = ["EvalConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig"]
+__all__ = ["DEFAULT_MAX_STEPS", "EvalConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "TrainConfig"]

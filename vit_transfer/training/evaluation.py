@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import topk_correct
+from ..caller_state import eval_mode
 from ..data.loader import preserved_rng
+from ..metrics import topk_correct
 
 
 def prepare_eval_loader(accelerator, loader):
@@ -29,9 +30,7 @@ def evaluate_model(model: nn.Module, loader, accelerator, desc: str = "eval") ->
     streams are left untouched.
     """
     totals = torch.zeros(5, dtype=torch.float64, device=accelerator.device)  # top1, top5, loss, examples, skipped
-    was_training = model.training
-    model.eval()
-    with preserved_rng(), accelerator.autocast():
+    with eval_mode(model), preserved_rng(), accelerator.autocast():
         for batch in loader:
             labels = batch["labels"].to(accelerator.device)
             if "num_skipped" in batch:
@@ -42,7 +41,6 @@ def evaluate_model(model: nn.Module, loader, accelerator, desc: str = "eval") ->
             totals[:2] += topk_correct(logits, labels)
             totals[2] += F.cross_entropy(logits, labels, reduction="sum").double()
             totals[3] += labels.shape[0]
-    model.train(was_training)
     if accelerator.num_processes > 1:
         totals = accelerator.reduce(totals, reduction="sum")
     top1, top5, loss, count, skipped = totals.tolist()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -24,8 +23,8 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError
 from .accelerator import TRACKER_DIR, make_accelerator
-from .checkpoints import (LOOP_STATE, checkpoint_step, load_checkpoint, resolve_resume, save_checkpoint,
-                          stale_checkpoints)
+from .checkpoints import (LOOP_STATE, checkpoint_step, delete_checkpoint, load_checkpoint, resolve_resume,
+                          save_checkpoint, stale_checkpoints)
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
 from .data_order import reproducible_loader
 from .evaluation import evaluate_model, prepare_eval_loader
@@ -196,7 +195,7 @@ class TrainingRunner:
             self.acc.wait_for_everyone()
             if self.acc.is_main_process:
                 for path in old:
-                    shutil.rmtree(path)  # a failed delete must not leave a checkpoint `latest` would pick
+                    delete_checkpoint(path)  # fails loudly: a checkpoint left behind would be picked by `latest`
             self.acc.wait_for_everyone()
 
     # --- one micro-batch ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -65,13 +66,18 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     return [groups[k] for k in sorted(groups, key=lambda k: (k[1], k[2], k[0]))]
 
 
+@functools.lru_cache(maxsize=None)
 def fused_supported(device_type: str) -> bool:
-    """Whether torch has fused optimizer kernels for this device type (CPU and CUDA in torch >= 2.4)."""
+    """Whether torch has fused optimizer kernels for this device type (CPU and CUDA in torch >= 2.4): asked of
+    torch's own optimiser (one step on a one-element parameter; torch checks the device at the step), since torch
+    keeps its list of such devices private."""
     try:
-        from torch.optim.optimizer import _get_fused_kernels_supported_devices
-    except ImportError:  # a torch that moved it: fall back to its default implementation
+        probe = torch.zeros(1, device=device_type, requires_grad=True)
+        probe.grad = torch.zeros_like(probe)
+        torch.optim.SGD([probe], lr=0.0, fused=True).step()
+    except (RuntimeError, ValueError, AssertionError):  # no kernel, or no such device here
         return False
-    return device_type in _get_fused_kernels_supported_devices()
+    return True
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device_type: str = "cpu") -> torch.optim.Optimizer:
