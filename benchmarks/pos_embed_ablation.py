@@ -17,7 +17,7 @@ on the smaller model says more about what position information is worth. Two thr
 spun and crawled (2.6 CPU-s per step at width 96), hence ``--threads 1`` (the other core is left free).
 
 Resumable, in chunks: every (variant, seed) run trains in its own folder under ``--work-dir`` (default
-``~/.cache/vit-transfer/pos_embed_ablation``) with checkpoints every ``--checkpoint-every`` steps and
+``~/.cache/vit-transfer/pos_embed_ablation``; one subfolder per budget, so runs of another budget never mix) with checkpoints every ``--checkpoint-every`` steps and
 ``train.resume_from_checkpoint: latest``, so a stopped run continues where it was. Each finished run is appended at
 once to ``benchmarks/results/pos_embed_ablation.jsonl`` (variant, seed, test and validation top-1, steps, seconds,
 machine, commit, budget) and skipped on the next call; ``--max-minutes N`` starts no new run after N minutes (the
@@ -37,6 +37,7 @@ benchmarks/results/pos_embed_ablation/ (``--smoke`` writes everything to a tempo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -122,8 +123,13 @@ def pending(variants, seeds, rows: list[dict], budget: dict) -> list[tuple[str, 
     return [(v, s) for v in variants for s in seeds if (v, s) not in done]
 
 
-def run_dir_for(work_dir: Path, variant: str, seed: int) -> Path:
-    return work_dir / f"{variant}-seed{seed}"
+def budget_tag(budget: dict) -> str:
+    """A short name for a budget: runs of another budget never resume (or stand in for) each other's folders."""
+    return hashlib.sha1(json.dumps(budget, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def run_dir_for(work_dir: Path, budget: dict, variant: str, seed: int) -> Path:
+    return work_dir / f"budget-{budget_tag(budget)}" / f"{variant}-seed{seed}"
 
 
 def recipe_for(variant: str, seed: int, args: argparse.Namespace, run_dir: Path):
@@ -201,7 +207,7 @@ def run_pending(args: argparse.Namespace, rows_path: Path, work_dir: Path,
         if args.max_minutes is not None and clock() - start >= 60 * args.max_minutes:
             log(f"--max-minutes {args.max_minutes:g} reached: stopping before {variant}/{seed}; run again to go on")
             break
-        run_dir = run_dir_for(work_dir, variant, seed)
+        run_dir = run_dir_for(work_dir, budget, variant, seed)
         began = clock()
         fields = train_fn(variant, seed, args, run_dir)
         row = {"variant": variant, "seed": seed, **fields, "seconds": round(clock() - began, 1),
@@ -225,27 +231,30 @@ def summarise(rows: list[dict], variants) -> dict:
     return summary
 
 
-def inspect_variants(rows: list[dict], work_dir: Path, figures: Path, images_fn: Callable[[], list],
+def inspect_variants(rows: list[dict], budget: dict, work_dir: Path, figures: Path, images_fn: Callable[[], list],
                      log: Callable[[str], None] = print) -> dict:
     """Per variant, ``inspect_model`` on the saved model of its lowest finished seed (kept in ``figures/<variant>``,
     redone only when that model is newer); variants whose model is not on this machine keep earlier figures."""
     diagnostics, images = {}, None
     for variant in sorted({r["variant"] for r in rows}, key=VARIANTS.index):
         seed = min(r["seed"] for r in rows if r["variant"] == variant)
-        folder, model_dir = figures / variant, run_dir_for(work_dir, variant, seed) / "model"
+        folder, model_dir = figures / variant, run_dir_for(work_dir, budget, variant, seed) / "model"
         report, source = folder / "inspect.json", folder / "source.json"
         weights = model_dir / "model.safetensors"
-        fresh = (report.is_file() and source.is_file() and json.loads(source.read_text()).get("seed") == seed
-                 and (not weights.is_file() or weights.stat().st_mtime <= report.stat().st_mtime))
-        if not fresh and weights.is_file():
+        wanted = {"variant": variant, "seed": seed, "budget": budget_tag(budget)}
+
+        def made_from_wanted() -> bool:
+            return report.is_file() and source.is_file() and json.loads(source.read_text()) == wanted
+
+        if weights.is_file() and not (made_from_wanted() and weights.stat().st_mtime <= report.stat().st_mtime):
             from vit_transfer import load_vit
             from vit_transfer.diagnostics import inspect_model
 
             images = images if images is not None else images_fn()
             inspect_model(load_vit(str(model_dir)), images, folder)
-            source.write_text(json.dumps({"variant": variant, "seed": seed}) + "\n")
-        if not report.is_file() or json.loads(source.read_text()).get("seed") != seed:
-            log(f"{variant}: no saved model of seed {seed} in {model_dir.parent} and no figures yet")
+            source.write_text(json.dumps(wanted) + "\n")
+        if not made_from_wanted():
+            log(f"{variant}: no saved model of seed {seed} in {model_dir.parent} and no figures of it yet")
             continue
         entry = json.loads(report.read_text())["models"]["model"]
         sim = entry["pos_embed_similarity"]
@@ -374,7 +383,7 @@ def rebuild(args: argparse.Namespace, out: Path, work_dir: Path, images_fn: Call
     rows = [r for r in all_rows if r["budget"] == budget]
     figures = out / NAME
     figures.mkdir(parents=True, exist_ok=True)
-    diagnostics = inspect_variants(rows, work_dir, figures, images_fn, log)
+    diagnostics = inspect_variants(rows, budget, work_dir, figures, images_fn, log)
     payload = {"budget": budget, "budget_note": BUDGET_NOTE, "summary": summarise(rows, VARIANTS), "runs": rows,
                "other_budget_rows": len(all_rows) - len(rows), "paper_table_8": PAPER,
                "figures": draw_figures(diagnostics, figures),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ def test_finished_rows_are_skipped_and_an_unfinished_run_resumes_in_its_folder(a
     rows_path = tmp_path / "out" / "pos_embed_ablation.jsonl"
     write_rows(rows_path, [row(ablation, "learned", 0, 0.80), row(ablation, "learned", 1, 0.82),
                            row(ablation, "none", 0, 0.70, epochs=1)])  # another budget: does not count as done
-    unfinished = tmp_path / "work" / "learned-seed2"
+    args = ablation.build_parser().parse_args([])
+    unfinished = ablation.run_dir_for(tmp_path / "work", ablation.budget_of(args), "learned", 2)
     (unfinished / "checkpoints" / "step_00000100").mkdir(parents=True)  # a run stopped mid-way
     fake = FakeTraining()
     assert run(ablation, tmp_path, fake, "--variants", "learned", "none", "--seeds", "0", "1", "2") == 0
@@ -132,9 +134,10 @@ def test_figures_come_from_the_saved_models_and_say_which_have_no_table(ablation
     from vit_transfer.models.scratch import ArchitectureConfig, create_vit
 
     tiny = dict(image_size=16, patch_size=4, hidden_size=16, depth=2, num_heads=2, mlp_dim=32)
+    budget = ablation.budget_of(ablation.build_parser().parse_args([]))
     for variant in ("none", "learned", "relative"):
         create_vit(ArchitectureConfig(pos_embed=variant, **tiny), num_labels=3).save(
-            tmp_path / "work" / f"{variant}-seed0" / "model")
+            ablation.run_dir_for(tmp_path / "work", budget, variant, 0) / "model")
     write_rows(tmp_path / "out" / "pos_embed_ablation.jsonl",
                [row(ablation, v, s, 0.8) for v in ("none", "learned", "relative") for s in (0, 1)])
     rng = np.random.default_rng(0)
@@ -154,3 +157,14 @@ def test_figures_come_from_the_saved_models_and_say_which_have_no_table(ablation
     assert "| relative | 80.00% +- 0.00 | 80.00% | 2 (0, 1) | no table |" in page
     assert "| none | 80.00% +- 0.00 | 80.00% | 2 (0, 1) | zero table |" in page
     assert "| learned_2d | not run yet |" in page
+
+    shutil.rmtree(tmp_path / "work")  # another machine: the rows and figures are in the repository, the models not
+    ablation.main(["--output", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work"), "--variants", "none",
+                   "learned", "relative", "--seeds", "0", "1"], train_fn=fake, images_fn=no_images, clock=fake.clock)
+    assert (tmp_path / "out" / "pos_embed_ablation.md").read_text() == page  # rebuilt from the kept inspect.json
+
+
+def test_runs_of_another_budget_live_in_other_folders(ablation, tmp_path):
+    three, two = (ablation.budget_of(ablation.build_parser().parse_args(["--epochs", e])) for e in ("3", "2"))
+    assert ablation.run_dir_for(tmp_path, three, "learned", 0) != ablation.run_dir_for(tmp_path, two, "learned", 0)
+    assert ablation.run_dir_for(tmp_path, three, "learned", 0) == ablation.run_dir_for(tmp_path, dict(three), "learned", 0)
