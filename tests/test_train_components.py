@@ -325,3 +325,17 @@ def test_auto_precision_is_one_rule_for_training_and_the_probe(monkeypatch):
         assert resolve_precision("auto") == train_name
         assert autocast_dtype(probe_precision("auto"), cpu) is dtype
     assert [probe_precision(p) for p in ("no", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+
+
+def test_the_relative_position_bias_is_not_weight_decayed_like_the_absolute_tables():
+    """The position-embedding ablation compares tables on equal terms: none of them is decayed."""
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.models import load_vit_from_config
+
+    cfg = ModelConfig(source="scratch")
+    cfg.scratch.pos_embed = "relative"
+    model = load_vit_from_config(cfg, 3, {0: "a", 1: "b", 2: "c"}, 0)
+    by_name = {n: g for g in param_groups(model, OptimConfig(name="adamw", weight_decay=0.05)) for n in g["names"]}
+    tables = [n for n in by_name if "relative_position_bias_table" in n]
+    assert tables and all(by_name[n]["weight_decay"] == 0.0 for n in tables)
+    assert any(g["weight_decay"] == 0.05 for g in by_name.values())  # the matrices still are

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size, interpolation=args.interpolation, image_names=names)
     for label, entry in result["models"].items():
         sim = entry["pos_embed_similarity"]
-        line = f"{label}: position-embedding locality {sim['locality']['locality']:+.3f}"
+        line = (f"{label}: {sim['absent']}" if sim.get("absent")
+                else f"{label}: position-embedding locality {sim['locality']['locality']:+.3f}")
         if "resized" in sim:
             line += f" (resized {sim['resized']['locality']['locality']:+.3f})"
         if "attention_distance" in entry:

@@ -86,7 +86,14 @@ def measure_attention(model, images: Sequence, batch_size: int = 8, head_fusion:
     return {"distances": torch.cat(distances, dim=1), "rollout": torch.cat(maps), "pictures": pictures}
 
 
+NO_TABLE = "no absolute position table (a relative position bias in each block): no similarity to draw"
+
+
 def _similarity_section(model, image_size, interpolation: str) -> tuple[dict, dict]:
+    if model.pos_embed is None:  # said in inspect.json and on a blank panel, rather than a crash
+        gh, gw = model.grid_size
+        return ({"grid": [gh, gw], "absent": NO_TABLE, "locality": None, "similarity": None},
+                {f"{gh}x{gw}: no absolute position table": np.full((gh, gw, gh, gw), np.nan)})
     own = model_pos_embed_similarity(model)
     section = {"grid": list(model.grid_size), "locality": locality(own), "similarity": own.tolist()}
     panels = {f"{model.grid_size[0]}x{model.grid_size[1]} table": own.numpy()}

@@ -161,7 +161,9 @@ class TransferModel(nn.Module, abc.ABC):
 
     @property
     @abc.abstractmethod
-    def pos_embed(self) -> nn.Parameter: ...
+    def pos_embed(self) -> nn.Parameter | None:
+        """The absolute position table ``(1, prefix + P, D)``; ``None`` for a model that has none (relative
+        position bias in its blocks, ``model.scratch.pos_embed: relative``)."""
 
     @property
     @abc.abstractmethod
@@ -318,6 +320,9 @@ class TransferModel(nn.Module, abc.ABC):
         """
         from ..layers import resample_pos_embed
 
+        if self.pos_embed is None:
+            raise ImageSizeError(f"{type(self.model).__name__} has no absolute position table (a relative position "
+                                 "bias in each block, sized for its grid): resizing it is not supported")
         new_image = to_pair(image_size)
         new_patch = to_pair(patch_size) if patch_size is not None else self.patch_size
         new_grid = check_divisible(new_image, new_patch)

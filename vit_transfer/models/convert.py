@@ -112,6 +112,7 @@ def read_hf_vit(model: TransferModel) -> tuple[VitSpec, dict[str, torch.Tensor]]
         "deit": "a distillation token (DeiT)",
         "dinov2": "layer scale and a class+mean pooled head (DINOv2)",
         "dinov2_with_registers": "register tokens and layer scale (DINOv2 with registers)",
+        "beit": "a relative position bias in each block instead of an absolute table (BEiT)",
     }
     reasons = []
     if model_type != "vit":

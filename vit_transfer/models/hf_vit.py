@@ -1,4 +1,4 @@
-"""``HFViT``: transformers ViT, DeiT, DINOv2 and DINOv2-with-registers behind ``TransferModel``."""
+"""``HFViT``: transformers ViT, DeiT, DINOv2, DINOv2-with-registers and class-token BEiT behind ``TransferModel``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ FAMILIES: dict[str, HFFamily] = {
     "dinov2_with_registers": HFFamily(
         pos_prefix_tokens=1, native_pooling="cls+mean", square_table_only=True, **IMAGENET
     ),
+    # BEiT read as a ViT: class-token pooling only (load_vit refuses use_mean_pooling); its relative position
+    # bias lives in each block, and without use_absolute_position_embeddings there is no table (pos_embed None)
+    "beit": HFFamily(pos_prefix_tokens=1, native_pooling="cls"),
 }
 
 PIL_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
@@ -127,8 +130,8 @@ class HFViT(TransferModel):
         return int(self.model.config.hidden_size)
 
     @property
-    def pos_embed(self) -> nn.Parameter:
-        return self.backbone.embeddings.position_embeddings
+    def pos_embed(self) -> nn.Parameter | None:
+        return self.backbone.embeddings.position_embeddings  # None: a BEiT with only relative position bias
 
     @property
     def patch_kernel(self) -> nn.Conv2d:
@@ -200,7 +203,7 @@ class HFViT(TransferModel):
         spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling,
                         hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout)
         in_features = pooled_dim(self.embed_dim, pooling)
-        device = self.pos_embed.device
+        device = self.patch_kernel.weight.device
         if self._has_teacher_head():
             if kind != "linear" or pooling != "cls":
                 raise ValueError("DeiT with a distillation head takes only a linear class-token head")

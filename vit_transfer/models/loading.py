@@ -93,6 +93,9 @@ def _load_hf(src: Source) -> HFViT:
             f"{src.original} is a {config.model_type!r} model, not a Vision Transformer vit-transfer supports "
             f"(transformers families: {', '.join(FAMILIES)}; or any timm VisionTransformer)"
         )
+    if config.model_type == "beit" and config.use_mean_pooling:
+        raise NotAViTError(f"{src.original} is a BEiT with a mean-pooled head; vit-transfer reads BEiT only with "
+                           "class-token pooling (use_mean_pooling: false), as model.scratch.pos_embed=relative builds it")
     head_spec = getattr(config, HEAD_CONFIG_KEY, None)
     try:
         # a saved non-native head (other pooling width) is rebuilt and reloaded below, so let its shape differ here

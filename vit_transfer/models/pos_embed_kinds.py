@@ -1,7 +1,7 @@
 """The position-embedding choices of a ViT built from scratch (the ViT paper's Appendix D.4 ablation).
 
-Every choice lives in the stock learned table (``position_embeddings``), so a trained model saves and
-reloads with the stock loaders, resizes and converts like any ViT; what differs is the table's start
+The four absolute choices live in the stock learned table (``position_embeddings``), so a trained model saves
+and reloads with the stock loaders, resizes and converts like any ViT; what differs is the table's start
 and which changes the training gradient may make (a hook on the table's gradient, so it holds for SGD
 and AdamW alike; the table is never weight-decayed):
 
@@ -14,6 +14,14 @@ and AdamW alike; the table is never weight-decayed):
 - ``sincos_2d``: timm's fixed 2-D sin-cos table (MAE / "ViT baselines"), class row zero, gradient zeroed.
 
 After saving, a table is a plain learned table: a model fine-tuned from it trains the table freely.
+
+- ``relative``: no absolute table; each block adds a learned bias to its attention logits, one value per head
+  and per 2-D offset between query and key patch (``(2gh-1)(2gw-1)`` offsets, plus class-to-patch,
+  patch-to-class and class-to-class), as BEiT and Swin do. The network is transformers' BEiT set up as the same
+  plain ViT (``relative_bias_config``: no layer scale, class-token head, no shared bias), so it too saves and
+  reloads with the stock loaders; the bias starts at zero (BEiT's init). Its key projection has no bias, which
+  changes nothing: a key bias adds the same number to every logit of a query row, and softmax ignores that.
+  It cannot be resized (the bias tables are sized for the grid) or converted to timm.
 """
 
 from __future__ import annotations
@@ -24,8 +32,13 @@ import torch
 
 from ..errors import ConfigError
 
-PosEmbedKind = Literal["none", "learned", "learned_2d", "sincos_2d"]
-POS_EMBED_KINDS = ("none", "learned", "learned_2d", "sincos_2d")
+PosEmbedKind = Literal["none", "learned", "learned_2d", "sincos_2d", "relative"]
+POS_EMBED_KINDS = ("none", "learned", "learned_2d", "sincos_2d", "relative")
+
+# what transformers' ViT and BEiT configs share, copied from one to the other
+SHARED_CONFIG_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+                      "hidden_dropout_prob", "attention_probs_dropout_prob", "layer_norm_eps", "initializer_range",
+                      "image_size", "patch_size", "num_channels", "id2label", "label2id")
 
 
 def check_pos_embed_kind(kind: str, hidden_size: int) -> str:
@@ -37,6 +50,21 @@ def check_pos_embed_kind(kind: str, hidden_size: int) -> str:
     if kind == "sincos_2d" and hidden_size % 4:
         raise ConfigError(f"model.scratch.pos_embed=sincos_2d needs hidden_size divisible by 4, got {hidden_size}")
     return kind
+
+
+def relative_bias_config(vit_config):
+    """The ``BeitConfig`` of ``vit_config``'s network with a per-block relative position bias and no absolute
+    table: BEiT's extras that a plain ViT lacks (layer scale, mean pooling, shared bias, drop path) are off."""
+    from transformers import BeitConfig
+
+    config = BeitConfig(
+        **{key: getattr(vit_config, key) for key in SHARED_CONFIG_KEYS},
+        use_absolute_position_embeddings=False, use_relative_position_bias=True,
+        use_shared_relative_position_bias=False, layer_scale_init_value=0.0, use_mean_pooling=False,
+        drop_path_rate=0.0, use_mask_token=False,
+    )
+    config.architectures = ["BeitForImageClassification"]
+    return config
 
 
 def factorised_part(table: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int) -> torch.Tensor:
@@ -53,7 +81,7 @@ def factorised_part(table: torch.Tensor, grid: tuple[int, int], num_prefix_token
 def apply_pos_embed_kind(model, kind: str, std: float = 0.02) -> None:
     """Set up ``model.pos_embed`` (a ``TransferModel`` just built at random) for ``kind``."""
     check_pos_embed_kind(kind, model.embed_dim)
-    if kind == "learned":
+    if kind in ("learned", "relative"):  # relative: no table; the bias is built by relative_bias_config
         return
     table = model.pos_embed
     prefix, (gh, gw) = model.num_pos_prefix_tokens, model.grid_size

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..caller_state import seeded_torch_rng
 from .base import Preprocessing
 from .hf_vit import HFViT
-from .pos_embed_kinds import PosEmbedKind, apply_pos_embed_kind, check_pos_embed_kind
+from .pos_embed_kinds import PosEmbedKind, apply_pos_embed_kind, check_pos_embed_kind, relative_bias_config
 
 
 @dataclass
@@ -25,7 +25,8 @@ class ArchitectureConfig:
     attention_dropout: float = 0.0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    pos_embed: PosEmbedKind = "learned"  # none | learned (1-D) | learned_2d (row + column halves) | sincos_2d (fixed)
+    # none | learned (1-D) | learned_2d (row + column halves) | sincos_2d (fixed) | relative (bias in attention)
+    pos_embed: PosEmbedKind = "learned"
 
     def __post_init__(self) -> None:
         check_pos_embed_kind(self.pos_embed, self.hidden_size)
@@ -33,8 +34,9 @@ class ArchitectureConfig:
 
 def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, str] | None = None,
                seed: int = 0) -> HFViT:
-    """A fresh ``ViTForImageClassification`` wrapped as a ``TransferModel`` (zero-initialised head)."""
-    from transformers import ViTForImageClassification
+    """A fresh ``ViTForImageClassification`` wrapped as a ``TransferModel`` (zero-initialised head); for
+    ``pos_embed: relative`` the same network as transformers' ``BeitForImageClassification`` (pos_embed_kinds)."""
+    from transformers import BeitForImageClassification, ViTForImageClassification
 
     from .convert import VitSpec, hf_vit_config
 
@@ -47,8 +49,11 @@ def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, st
         label_names=tuple(id2label[i] for i in range(num_labels)), hidden_dropout=arch.dropout,
         attention_dropout=arch.attention_dropout,
     )
+    config = hf_vit_config(spec)
     with seeded_torch_rng(seed):  # the weights depend on seed alone; the caller's stream stays where it was
-        wrapped = HFViT(ViTForImageClassification(hf_vit_config(spec)), source="scratch", preprocessing=pre)
+        network = (BeitForImageClassification(relative_bias_config(config)) if arch.pos_embed == "relative"
+                   else ViTForImageClassification(config))
+        wrapped = HFViT(network, source="scratch", preprocessing=pre)
         wrapped.set_head(num_labels, id2label)
         apply_pos_embed_kind(wrapped, arch.pos_embed, std=wrapped.model.config.initializer_range)
     return wrapped

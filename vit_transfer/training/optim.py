@@ -13,7 +13,7 @@ from .config import OptimConfig
 
 # Parameters that are never weight-decayed besides biases and norm weights (all 1-D).
 NO_DECAY_NAMES = ("pos_embed", "position_embeddings", "cls_token", "reg_token", "register_tokens", "mask_token",
-                  "dist_token", "distillation_token")
+                  "dist_token", "distillation_token", "relative_position_bias_table")
 # Parameters of the patch / position embedding: layer 0 for layer-wise lr decay.
 EMBEDDING_NAMES = ("embeddings.", "patch_embed", "pos_embed", "cls_token", "reg_token", "mask_token", "dist_token")
 BLOCK_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|blocks)\.(\d+)\.")
