@@ -56,7 +56,7 @@ def device_of(args) -> str:
 
 
 def precision_of(args) -> str:
-    from vit_transfer.training.accelerator import resolve_precision
+    from vit_transfer.runtime.accelerator import resolve_precision
 
     return resolve_precision(args.precision, cpu=device_of(args) == "cpu")
 

@@ -196,7 +196,7 @@ def failing_loader(batches: int):
 def test_evaluate_model_restores_modes_when_the_loop_fails(hf_vit_dir):
     from accelerate import Accelerator
 
-    from vit_transfer.training.evaluation import evaluate_model
+    from vit_transfer.runtime.evaluation import evaluate_model
 
     model = load_vit(hf_vit_dir)
     modes = mixed_modes(model)

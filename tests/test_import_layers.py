@@ -80,6 +80,23 @@ def test_no_import_cycle_between_subpackages():
         raise AssertionError(f"import cycle {' -> '.join(cycle)} ({detail})")
 
 
+def test_no_import_cycle_between_modules():
+    """Inside a subpackage too (``models.convert -> models.loading -> models.scratch -> models.convert`` was one);
+    importing a package's ``__init__`` (its public names) is left aside: it is the package's top."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    packages = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    edges: dict[tuple[str, str], list[str]] = {}
+    for name, path in modules.items():
+        if name in packages:
+            continue
+        for target in imported_modules(path):
+            while target not in modules and "." in target:  # ``from .x import name`` -> module x
+                target = target.rsplit(".", 1)[0]
+            if target not in packages and target != name:
+                edges.setdefault((name, target), []).append(f"{name} -> {target}")
+    assert find_cycle(edges) is None, f"import cycle {' -> '.join(find_cycle(edges))}"
+
+
 def test_the_cycle_finder_finds_a_cycle_and_names_its_edges():
     assert find_cycle({("a", "b"): [], ("b", "c"): [], ("c", "a"): []}) == ["a", "b", "c", "a"]
     assert find_cycle({("a", "b"): [], ("b", "c"): [], ("a", "c"): []}) is None

@@ -13,8 +13,8 @@ from vit_transfer.models import load_vit
 from vit_transfer.probe.logistic import fit_logistic_regression
 from vit_transfer.testing import write_image_folder
 from vit_transfer.training import load_train_recipe, train
-from vit_transfer.training.accelerator import make_accelerator
-from vit_transfer.training.evaluation import evaluate_model
+from vit_transfer.runtime.accelerator import make_accelerator
+from vit_transfer.runtime.evaluation import evaluate_model
 from vit_transfer.training.lp_ft import init_head_from_probe
 
 

@@ -64,7 +64,7 @@ def test_the_template_recommends_auto_precision_not_bf16_on_any_cpu():
 
 # --- logging asked for ------------------------------------------------------------------------------------
 def test_tensorboard_logging_without_tensorboard_warns(tmp_path, monkeypatch):
-    from vit_transfer.training import accelerator as acc_module
+    from vit_transfer.runtime import accelerator as acc_module
 
     monkeypatch.setattr(acc_module, "tensorboard_available", lambda: False)
     expected = r"output\.log_with=tensorboard.*pip install tensorboard.*output\.log_with=none"

@@ -85,7 +85,7 @@ def _weights(folder: Path, keys: list[str]) -> Path:
                                  "blocks.0.attn.qkv.hra_u.default",
                                  "blocks.0.mlp.fc1.lokr_w1.default"])
 def test_unmerged_peft_weights_are_not_a_plain_model(tmp_path, key):
-    from vit_transfer.hub.run_folder import model_problem
+    from vit_transfer.runs.folder import model_problem
 
     problem = model_problem(_weights(tmp_path / "m", ["vit.embeddings.cls_token", key]))
     assert problem is not None and "unmerged peft" in problem
@@ -94,7 +94,7 @@ def test_unmerged_peft_weights_are_not_a_plain_model(tmp_path, key):
 def test_every_peft_tuner_prefix_marks_adapter_keys():
     import peft.mapping
 
-    from vit_transfer.hub.run_folder import peft_key_prefixes
+    from vit_transfer.runs.folder import peft_key_prefixes
 
     shipped = getattr(peft.mapping, "PEFT_TYPE_TO_PREFIX_MAPPING", None)
     tuners = peft.mapping.PEFT_TYPE_TO_TUNER_MAPPING.values()
@@ -104,7 +104,7 @@ def test_every_peft_tuner_prefix_marks_adapter_keys():
 
 @pytest.mark.parametrize("ecosystem", ["hf", "timm"])
 def test_plain_models_are_not_taken_for_peft_weights(bases, ecosystem):
-    from vit_transfer.hub.run_folder import model_problem
+    from vit_transfer.runs.folder import model_problem
 
     assert model_problem(Path(bases[ecosystem])) is None
 

@@ -190,7 +190,7 @@ def test_evaluate_model_matches_a_direct_computation(hf_vit_dir):
     items[4] = (None, 1)  # one undecodable image: dropped, counted, and the rest lines up
     transform = build_transform(model.preprocessing, False)
     loader = make_dataloader(items, transform, 4, shuffle=False)
-    from vit_transfer.training.accelerator import make_accelerator
+    from vit_transfer.runtime.accelerator import make_accelerator
 
     acc: Accelerator = make_accelerator(cpu=True)
     model, loader = acc.prepare(model), prepare_eval_loader(acc, loader)
@@ -210,7 +210,7 @@ def test_evaluate_model_matches_a_direct_computation(hf_vit_dir):
 
 # --- precision ----------------------------------------------------------------------------------
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
-    import vit_transfer.training.accelerator as accel
+    import vit_transfer.runtime.accelerator as accel
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -226,7 +226,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch):
 def test_explicit_bf16_on_a_cpu_that_emulates_it_warns_but_is_kept(monkeypatch):
     import warnings
 
-    import vit_transfer.training.accelerator as accel
+    import vit_transfer.runtime.accelerator as accel
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -315,7 +315,7 @@ def test_auto_precision_is_one_rule_for_training_and_the_probe(monkeypatch):
     """LP-FT probes in the precision its fine-tune trains in: both resolve ``auto`` in vit_transfer.precision."""
     from vit_transfer.precision import probe_precision
     from vit_transfer.probe.features import autocast_dtype
-    from vit_transfer.training.accelerator import resolve_precision
+    from vit_transfer.runtime.accelerator import resolve_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

@@ -27,3 +27,12 @@ class ConfigError(VitTransferError, ValueError):
 
 class DataError(VitTransferError, ValueError):
     """A dataset cannot be read: missing path, unknown column, no images."""
+
+
+class HubError(VitTransferError):
+    """Base class for push failures (network, server refusals, an unusable output folder)."""
+
+
+class NoTrainedModelError(HubError, FileNotFoundError):
+    """A run folder holds no trained model or adapter (or lacks a piece of one): reading it (``runs.folder``) and
+    pushing it both raise this."""

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..inference import evaluate, load_split
-    from ..training.accelerator import make_accelerator
+    from ..runtime.accelerator import make_accelerator
 
     accelerator = make_accelerator(args.precision)
     with accelerator.main_process_first():  # a Hub dataset downloads once

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import predict
-    from ..training.accelerator import make_accelerator
+    from ..runtime.accelerator import make_accelerator
 
     accelerator = make_accelerator(args.precision)
     result = predict(args.model, args.images, top_k=args.top_k, batch_size=args.batch_size,

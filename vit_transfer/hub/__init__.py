@@ -3,7 +3,7 @@
 from .card import build_model_card
 from .errors import HubAuthError, HubError, HubPermissionError, NoTrainedModelError
 from .push import PushResult, prepare_upload, push_run
-from .run_folder import RunFolder, read_run_folder
+from ..runs.folder import RunFolder, read_run_folder
 
 __all__ = [
     "HubAuthError",

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..models.base import to_pair
-from .run_folder import RunFolder
+from ..runs.folder import RunFolder
 from .secrets import REDACTED, scrub, scrub_data
 from .staging import StagedModel
 

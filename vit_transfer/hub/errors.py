@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import VitTransferError
-
-
-class HubError(VitTransferError):
-    """Base class for push failures (network, server refusals, an unusable output folder)."""
+from ..errors import HubError, NoTrainedModelError  # defined below the hub: reading a run folder raises them too
 
 
 class HubAuthError(HubError):
@@ -17,5 +13,4 @@ class HubPermissionError(HubError):
     """The server refused the token (401/403) for this repo: invalid, read-only or not a member."""
 
 
-class NoTrainedModelError(HubError, FileNotFoundError):
-    """The folder given to push holds no trained model or adapter (or lacks a piece of one)."""
+__all__ = ["HubAuthError", "HubError", "HubPermissionError", "NoTrainedModelError"]

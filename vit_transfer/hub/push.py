@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .card import build_model_card
 from .errors import HubError, HubPermissionError
-from .run_folder import RunFolder, read_run_folder
+from ..runs.folder import RunFolder, read_run_folder
 from .secrets import LOGIN_HINT, resolve_token, scrub
 from .staging import StagedModel, stage
 

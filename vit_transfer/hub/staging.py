@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..models.base import to_pair
 from .errors import HubError, NoTrainedModelError
-from .run_folder import ADAPTER_INFO_FILE, RunFolder, folder_ecosystem, model_with_adapter, read_json
+from ..runs.folder import ADAPTER_INFO_FILE, RunFolder, folder_ecosystem, model_with_adapter, read_json
 
 logger = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ class EvaluationResult:
 
     def write(self, output_dir: "str | Path") -> dict[str, Path]:
         """The folder described in the module docstring; returns ``{kind: path}``."""
-        from ..training.outputs import write_json
+        from ..runs.files import write_json
 
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,7 @@ def evaluate(
     Under ``accelerate launch`` every process scores a shard and gets the whole result; only the main
     process writes ``output_dir``. ``transform`` defaults to the model's eval transform (uint8 out).
     """
-    from ..training.accelerator import scoped_accelerator
+    from ..runtime.accelerator import scoped_accelerator
 
     model = load_trained_model(model)
     labels = getattr(dataset, "labels", None)

@@ -19,7 +19,7 @@ def load_trained_model(source: "str | Path | TransferModel") -> TransferModel:
     path = Path(str(source)).expanduser()
     if path.is_dir() and ((path / "adapter_config.json").is_file() or not (path / "config.json").is_file()):
         from ..adapters.lora import merge_lora
-        from ..hub.run_folder import model_with_adapter, read_run_folder
+        from ..runs.folder import model_with_adapter, read_run_folder
 
         run = read_run_folder(path)  # names what is missing when the folder holds no model
         if run.model_dir is not None:

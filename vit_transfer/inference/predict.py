@@ -94,7 +94,7 @@ def predict(
     sharded over the processes and every process returns the whole result.
     """
     from ..data import FileImageDataset
-    from ..training.accelerator import scoped_accelerator
+    from ..runtime.accelerator import scoped_accelerator
 
     if top_k < 1:
         raise ConfigError(f"top_k must be at least 1, got {top_k}")

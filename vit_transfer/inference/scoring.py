@@ -90,7 +90,7 @@ def score_dataset(
     and every process gets the whole result. The model's train/eval mode is restored afterwards.
     """
     from ..data import build_transform, make_dataloader
-    from ..training.evaluation import prepare_eval_loader
+    from ..runtime.evaluation import prepare_eval_loader
 
     if transform is None:  # uint8 out of the workers; the model normalises on its device
         transform = build_transform(model.preprocessing, train=False, normalize=False)

@@ -94,7 +94,7 @@ class Method:
 
 
 def save_plain_model(model, output_dir: Path) -> None:
-    from ..training.outputs import replace_dir
+    from ..runs.files import replace_dir
 
     replace_dir(model.save, Path(output_dir) / "model")
 
@@ -122,7 +122,7 @@ def export_adapter(model, output_dir: Path, merge: bool) -> bool:
 
     Returns whether the merged model was written (False when peft cannot merge this tuner)."""
     from ..adapters.peft_adapter import merge_adapter, save_adapter
-    from ..training.outputs import replace_dir
+    from ..runs.files import replace_dir
 
     output_dir = Path(output_dir)
     replace_dir(lambda tmp: save_adapter(model, tmp), output_dir / "adapter")

@@ -26,7 +26,7 @@ class VPT(Method):
         return PreparedMethod(self.name, *count_parameters(model), f"VPT-{kind}, {options.vpt.tokens} prompt tokens + head")
 
     def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
-        from ..training.outputs import replace_dir
+        from ..runs.files import replace_dir
 
         if prompts_to_registers(model):  # a stock timm model with register tokens
             replace_dir(model.save, Path(output_dir) / "model")

@@ -16,7 +16,7 @@ source value under ``LAYER_NORM_EPS_KEY`` so converting back restores it exactly
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -25,7 +25,8 @@ from torch import nn
 
 from ..caller_state import eval_mode
 from ..errors import ConfigError, NotAViTError, VitTransferError
-from .base import Preprocessing, TransferModel
+from .base import TransferModel
+from .spec import VitSpec, hf_vit_config
 
 Ecosystem = Literal["hf", "timm"]
 ECOSYSTEMS = ("hf", "timm")
@@ -36,7 +37,6 @@ LAYER_NORM_EPS_KEY = "vit_transfer_layer_norm_eps"
 # transformers hidden_act -> the activation it computes; timm act_layer name for each
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh"}
 TIMM_ACT_LAYERS = {"gelu": "gelu", "gelu_tanh": "gelu_tanh"}
-HF_ACT_FOR = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
 
 # (embed_dim, depth, num_heads) of the stock timm ViT sizes, to pick a fitting architecture name
 TIMM_SIZES = {
@@ -52,38 +52,6 @@ STANDARD_VIT = (
     "Only standard ViTs convert: a class token, a learned position table with a row for it, pre-norm "
     "blocks of plain multi-head attention and a GELU MLP, a final LayerNorm and a linear head on the class token"
 )
-
-
-@dataclass(frozen=True)
-class VitSpec:
-    """Everything that fixes a standard ViT's function, in neither ecosystem's vocabulary."""
-
-    image_size: tuple[int, int]
-    patch_size: tuple[int, int]
-    num_channels: int
-    hidden_size: int
-    depth: int
-    num_heads: int
-    intermediate_size: int
-    qkv_bias: bool
-    activation: str  # "gelu" (erf) or "gelu_tanh"
-    layer_norm_eps: float
-    num_labels: int
-    label_names: tuple[str, ...]
-    preprocessing: Preprocessing
-    hidden_dropout: float = 0.0
-    attention_dropout: float = 0.0
-
-    @property
-    def mlp_ratio(self) -> float:
-        return self.intermediate_size / self.hidden_size
-
-    def summary(self) -> str:
-        return (
-            f"{self.image_size[0]}x{self.image_size[1]} px, patch {self.patch_size[0]}x{self.patch_size[1]}, "
-            f"width {self.hidden_size}, depth {self.depth}, {self.num_heads} heads, mlp {self.intermediate_size}, "
-            f"{self.num_labels} labels, LayerNorm eps {self.layer_norm_eps:g}"
-        )
 
 
 # --- reading a source into a spec + canonical (timm-named) state dict --------------------------------
@@ -389,37 +357,6 @@ def _set_layer_norm_eps(net: nn.Module, eps: float) -> None:
     for module in net.modules():
         if isinstance(module, nn.LayerNorm):
             module.eps = eps
-
-
-def hf_vit_config(spec: VitSpec):
-    """The ``ViTConfig`` of the spec's network."""
-    from transformers import ViTConfig
-
-    def flat(pair: tuple[int, int]):
-        return pair[0] if pair[0] == pair[1] else list(pair)
-
-    names = spec.label_names if len(spec.label_names) == spec.num_labels else tuple(
-        f"LABEL_{i}" for i in range(spec.num_labels)
-    )
-    config = ViTConfig(
-        hidden_size=spec.hidden_size,
-        num_hidden_layers=spec.depth,
-        num_attention_heads=spec.num_heads,
-        intermediate_size=spec.intermediate_size,
-        hidden_act=HF_ACT_FOR[spec.activation],
-        hidden_dropout_prob=spec.hidden_dropout,
-        attention_probs_dropout_prob=spec.attention_dropout,
-        layer_norm_eps=spec.layer_norm_eps,
-        image_size=flat(spec.image_size),
-        patch_size=flat(spec.patch_size),
-        num_channels=spec.num_channels,
-        qkv_bias=spec.qkv_bias,
-        num_labels=spec.num_labels,
-        id2label={i: n for i, n in enumerate(names)},
-        label2id={n: i for i, n in enumerate(names)},
-    )
-    config.architectures = ["ViTForImageClassification"]
-    return config
 
 
 def _timm_to_hf_names(state: dict[str, torch.Tensor], spec: VitSpec) -> dict[str, torch.Tensor]:

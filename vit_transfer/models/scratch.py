@@ -38,7 +38,7 @@ def create_vit(arch: ArchitectureConfig, num_labels: int, id2label: dict[int, st
     ``pos_embed: relative`` the same network as transformers' ``BeitForImageClassification`` (pos_embed_kinds)."""
     from transformers import BeitForImageClassification, ViTForImageClassification
 
-    from .convert import VitSpec, hf_vit_config
+    from .spec import VitSpec, hf_vit_config
 
     id2label = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
     pre = Preprocessing(image_size=(arch.image_size, arch.image_size), mean=tuple(arch.mean), std=tuple(arch.std))

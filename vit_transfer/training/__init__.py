@@ -2,7 +2,7 @@
 
 from .checkpoints import list_checkpoints, resolve_resume, rotate_checkpoints, save_checkpoint, verify_checkpoint
 from .config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
-from .evaluation import evaluate_model, prepare_eval_loader
+from ..runtime.evaluation import evaluate_model, prepare_eval_loader
 from .loop import FitResult, TrainingRunner, TrainState, fit
 from .optim import build_optimizer
 from .recipe import TrainRecipe, load_train_recipe

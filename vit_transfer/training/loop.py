@@ -22,12 +22,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError
-from .accelerator import TRACKER_DIR, make_accelerator
+from ..runtime.accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import (LOOP_STATE, checkpoint_step, delete_checkpoint, load_checkpoint, resolve_resume,
                           save_checkpoint, stale_checkpoints)
 from .config import EvalConfig, OptimConfig, ScheduleConfig, TrainConfig
 from .data_order import reproducible_loader
-from .evaluation import evaluate_model, prepare_eval_loader
+from ..runtime.evaluation import evaluate_model, prepare_eval_loader
 from .keep_best import BestSoFar, changing_tensor_names
 from .optim import build_optimizer
 from .schedule import build_scheduler

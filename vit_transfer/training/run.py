@@ -29,10 +29,10 @@ from ..errors import ConfigError
 from ..methods import prepare_method
 from ..methods.base import save_plain_model
 from ..models import load_vit_from_config
-from .accelerator import TRACKER_DIR, make_accelerator
+from ..runtime.accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import list_checkpoints
 from .loop import FitResult, Hook, fit
-from .outputs import (RUN_RESULTS, clear_run_outputs, command_line, earlier_run_outputs, library_versions, replace_dir,
+from ..runs.files import (RUN_RESULTS, clear_run_outputs, command_line, earlier_run_outputs, library_versions, replace_dir,
                       write_json)
 from .recipe import TrainRecipe
 
@@ -217,7 +217,7 @@ def wise_ft(model, start: dict, recipe: TrainRecipe, eval_loader, acc, metrics: 
     """The run's model in plain form, interpolated with ``start`` at the alpha that validation prefers
     (``training/wise_ft.py``); ``metrics`` get the choice, the curve, and the fine-tune's own validation top-1."""
     from ..methods import get_method
-    from .evaluation import evaluate_model, prepare_eval_loader
+    from ..runtime.evaluation import evaluate_model, prepare_eval_loader
     from .wise_ft import choose_alpha
 
     plain = get_method(recipe.method).plain_copy(model)

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..models.sources import folder_ecosystem
-from .errors import NoTrainedModelError
+from ..errors import NoTrainedModelError
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -205,7 +205,7 @@ def model_with_adapter(run: RunFolder):
     from ..config import ModelConfig, from_dict
     from ..errors import VitTransferError
     from ..models import load_vit_from_config
-    from .errors import HubError
+    from ..errors import HubError
 
     info, model_cfg = run.run_info, dict(run.recipe.get("model") or {})
     head = run.adapter_info.get("head") or {}  # the head spec the adapter was trained with, when recorded
