@@ -32,6 +32,9 @@ def test_short_quickstart_writes_table_and_models(tmp_path, capsys, no_network):
     assert (tmp_path / "linear_probe" / "probe_results.json").is_file()
     table = capsys.readouterr().out
     assert "full fine-tune, random init" in table and "test accuracy" in table
+    # run again into the same folder: the quickstart replaces its own earlier runs (a run owns its folder)
+    again = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=1, progress=False))
+    assert [r["method"] for r in again] == METHODS
 
 
 @pytest.fixture

@@ -71,7 +71,8 @@ def _recipe(cfg: QuickstartConfig, name: str, method: str, pretrained: bool, lr:
         train=TrainConfig(max_steps=max_steps, epochs=None if max_steps else cfg.epochs, batch_size=cfg.batch_size,
                           precision=cfg.precision, seed=cfg.seed, log_every=10**9),
         eval=EvalConfig(),
-        output=OutputConfig(dir=str(Path(cfg.output_dir) / name), log_with="none"),
+        # the quickstart's own folders: running it again replaces its earlier runs
+        output=OutputConfig(dir=str(Path(cfg.output_dir) / name), log_with="none", overwrite=True),
     )
 
 
