@@ -208,7 +208,7 @@ def test_adapter_folder_alone_knows_its_base_from_vit_transfer_adapter_json(hf_v
     """The training loop's save_adapter records base, size, labels and head: enough to merge with no run_info."""
     from transformers import AutoModelForImageClassification
 
-    from vit_transfer.adapters.lora import LoraSettings, apply_lora, save_adapter
+    from vit_transfer.adapters import LoraSettings, apply_lora, save_adapter
 
     model = _resized(str(hf_vit_dir))
     handle = apply_lora(model, LoraSettings(r=4))

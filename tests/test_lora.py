@@ -9,7 +9,7 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from vit_transfer.adapters import (LoraSettings, apply_lora, load_adapter, merge_lora, resolve_target_modules,
+from vit_transfer.adapters import (LoraSettings, apply_lora, load_adapter, merge_adapter, resolve_target_modules,
                                    save_adapter)
 from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
@@ -115,7 +115,7 @@ def test_lora_run_saves_adapter_and_a_merged_model_with_the_same_logits(tmp_path
     }
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
     result = train(load_train_recipe(tmp_path / "r.yaml"))
-    assert result.lora.trainable_parameters == result.metrics["trainable_parameters"]
+    assert result.adapter.trainable_parameters == result.metrics["trainable_parameters"]
     assert 0 < result.metrics["trainable_percent"] < 50
 
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
@@ -195,7 +195,7 @@ def test_adapter_round_trip_on_the_builtin_model_is_offline_and_quiet(tmp_path, 
         "vit-transfer/fashion-vit-tiny")
 
 
-def test_merge_lora_makes_a_plain_model(bases):
+def test_merge_adapter_makes_a_plain_model(bases):
     model = load_vit(bases["hf"], num_labels=3)
     apply_lora(model, LoraSettings(r=2))
     for name, p in model.named_parameters():
@@ -204,7 +204,7 @@ def test_merge_lora_makes_a_plain_model(bases):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = model(x)
-    merge_lora(model)
+    merge_adapter(model)
     assert type(model.model).__name__ == "ViTForImageClassification"
     assert not any("lora_" in n for n, _ in model.named_parameters())
     with torch.no_grad():

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from vit_transfer.adapters import LoraSettings, apply_lora, load_adapter, merge_lora
+from vit_transfer.adapters import LoraSettings, apply_lora, load_adapter, merge_adapter
 from vit_transfer.errors import ConfigError
 from vit_transfer.methods import METHODS, MethodOptions, prepare_method
 from vit_transfer.models import load_vit
@@ -164,7 +164,7 @@ def test_dora_and_rslora_merge_to_the_same_function(bases, ecosystem):
                 torch.nn.init.normal_(p, mean=1.0 if "magnitude" in name else 0.0, std=0.3)
         with torch.no_grad():
             unmerged = model.eval()(x)
-        merge_lora(model)
+        merge_adapter(model)
         assert not any("lora_" in n for n, _ in model.named_parameters())
         with torch.no_grad():
             torch.testing.assert_close(model(x), unmerged, atol=1e-5, rtol=1e-5)

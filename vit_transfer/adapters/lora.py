@@ -12,13 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import ConfigError
-from .peft_adapter import (AdapterHandle, adapter_handle, apply_peft_config, load_adapter, merge_adapter,
-                           peft_wrapping, save_adapter)
-
-LoraHandle = AdapterHandle  # the name this module has always exported
-lora_handle = adapter_handle
-merge_lora = merge_adapter
-_peft_wrapping = peft_wrapping
+from .peft_adapter import AdapterHandle, apply_peft_config
 
 
 @dataclass
@@ -76,5 +70,4 @@ def apply_lora(model, cfg: LoraSettings) -> AdapterHandle:
         modules_to_save=model.head_module_names(), use_dora=cfg.use_dora, use_rslora=cfg.use_rslora))
 
 
-__all__ = ["LoraHandle", "LoraSettings", "apply_lora", "load_adapter", "lora_handle", "merge_lora",
-           "resolve_target_modules", "save_adapter"]
+__all__ = ["LoraSettings", "apply_lora", "resolve_target_modules"]

@@ -338,18 +338,12 @@ def _method_note(method: str | None) -> str:
 
 
 def method_text(method: str | None, adapter_config: dict, recipe: dict) -> str | None:
-    """The method's name from the menu (``vit_transfer.methods``), with the peft tuner and LoRA variant."""
+    """The method's name as the method itself words it (``Method.card_title``), and LP-FT when it applies."""
     from ..methods import METHODS
 
     if not method:
         return None
-    text = METHODS[method].title if method in METHODS else method
-    peft_type = adapter_config.get("peft_type")
-    if method == "peft" and peft_type:
-        text = f"peft {peft_type}"
-    variants = [v for v, key in (("DoRA", "use_dora"), ("rsLoRA", "use_rslora")) if adapter_config.get(key)]
-    if variants:
-        text += f" ({', '.join(variants)})"
+    text = METHODS[method].card_title(adapter_config) if method in METHODS else method
     if (recipe.get("model") or {}).get("head_init") == "probe":
         text += ", head started from the linear probe (LP-FT)"
     return text

@@ -232,14 +232,14 @@ def _stage_adapter(run: RunFolder, dest: Path, link: bool) -> StagedModel:
 
 def _stage_merged_from_adapter(run: RunFolder, dest: Path) -> StagedModel:
     """Rebuild the training-time base (size, head) from the run's recipe and metadata, load the adapter, merge."""
-    from ..adapters.lora import merge_lora
+    from ..adapters.peft_adapter import merge_adapter
 
     try:
         base = model_with_adapter(run)
     except HubError as exc:
         raise HubError(f"cannot merge: {exc}; push the adapter alone with --what adapter") from exc
     logger.info("merging peft adapter %s into %s", run.adapter_dir, base.source)
-    merge_lora(base)
+    merge_adapter(base)
     base.save(dest)
     staged = _summarise_hf(dest, "merged") if base.ecosystem == "hf" else _summarise_timm(dest, "merged")
     return staged

@@ -18,13 +18,13 @@ def load_trained_model(source: "str | Path | TransferModel") -> TransferModel:
         return source
     path = Path(str(source)).expanduser()
     if path.is_dir() and ((path / "adapter_config.json").is_file() or not (path / "config.json").is_file()):
-        from ..adapters.lora import merge_lora
+        from ..adapters.peft_adapter import merge_adapter
         from ..runs.folder import model_with_adapter, read_run_folder
 
         run = read_run_folder(path)  # names what is missing when the folder holds no model
         if run.model_dir is not None:
             return load_vit(run.model_dir)
         model = model_with_adapter(run)
-        merge_lora(model)  # one plain model: the same logits, no peft wrappers in the forward
+        merge_adapter(model)  # one plain model: the same logits, no peft wrappers in the forward
         return model
     return load_vit(source)

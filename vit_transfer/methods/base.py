@@ -3,7 +3,7 @@
 A method is one ``Method`` subclass in its own module of this package, registered by name in
 ``METHODS`` (``__init__.py``). ``train`` looks the recipe's ``method`` up there and calls ``validate``
 when the recipe is read, ``prepare`` before the loop and ``export`` after it; the hub card reads
-``title`` and ``card_rows``.
+``card_title`` and ``card_note``.
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ class PreparedMethod:
 
 
 class Method:
-    """One entry of the method menu. Subclasses set ``name``/``title``/``trains`` and override ``select``
+    """One entry of the method menu. Subclasses set ``name``/``title`` and override ``select``
     (the parameters that train) or, for peft tuners, ``prepare`` and ``export``."""
 
     name: str = ""
     title: str = ""  # the model card's "Training method"
-    trains: str = ""  # one line for summaries and docs
     writes_adapter: bool = False  # OUTPUT_DIR/adapter (peft layout) as well as / instead of OUTPUT_DIR/model
+    options_section: str | None = None  # the recipe section it reads (lora:, peft:, vpt:), if any
     has_plain_form: bool = True  # plain_copy gives the stock architecture (train.wise_ft needs it)
 
     def validate(self, options: MethodOptions) -> None:
@@ -87,6 +87,10 @@ class Method:
         import copy
 
         return copy.deepcopy(model)
+
+    def card_title(self, adapter_config: dict) -> str:
+        """The model card's "Training method", given the saved ``adapter_config.json`` (empty without one)."""
+        return self.title
 
     def card_note(self) -> str:
         """A sentence the model card adds under its details (how the export must be loaded), if any."""

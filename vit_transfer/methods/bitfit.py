@@ -13,7 +13,6 @@ from .base import Method, head_parameter_ids
 class BitFit(Method):
     name = "bitfit"
     title = "BitFit (biases + head)"
-    trains = "every bias term and the head"
 
     def select(self, model):
         head = head_parameter_ids(model)

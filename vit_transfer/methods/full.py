@@ -8,7 +8,6 @@ from .base import Method
 class FullFineTuning(Method):
     name = "full"
     title = "full fine-tuning"
-    trains = "every weight"
 
     def select(self, model):
         return lambda name, p: True

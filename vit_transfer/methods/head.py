@@ -8,7 +8,6 @@ from .base import Method, head_parameter_ids
 class HeadOnly(Method):
     name = "head"
     title = "head only (frozen backbone)"
-    trains = "the head"
 
     def select(self, model):
         head = head_parameter_ids(model)

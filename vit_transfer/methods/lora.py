@@ -15,8 +15,12 @@ from .base import Method, MethodOptions, PreparedMethod, export_adapter, merged_
 class LoRA(Method):
     name = "lora"
     title = "LoRA (peft)"
-    trains = "low-rank adapters on the attention projections, and the head"
     writes_adapter = True
+    options_section = "lora"
+
+    def card_title(self, adapter_config: dict) -> str:
+        variants = [v for v, key in (("DoRA", "use_dora"), ("rsLoRA", "use_rslora")) if adapter_config.get(key)]
+        return self.title + (f" ({', '.join(variants)})" if variants else "")
 
     def prepare(self, model, options: MethodOptions) -> PreparedMethod:
         handle = apply_lora(model, options.lora)

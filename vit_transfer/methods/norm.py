@@ -17,7 +17,6 @@ NORM_TYPES = tuple(t for t in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if t 
 class NormTuning(Method):
     name = "norm"
     title = "LayerNorm tuning (norm affine + head)"
-    trains = "every LayerNorm's weight and bias, and the head"
 
     def select(self, model):
         chosen = head_parameter_ids(model)

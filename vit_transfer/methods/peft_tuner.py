@@ -82,8 +82,14 @@ def build_peft_config(model, mapping: dict):
 class PeftTuner(Method):
     name = "peft"
     title = "peft tuner"
-    trains = "the peft tuner's weights and the head"
     writes_adapter = True
+    options_section = "peft"
+
+    def card_title(self, adapter_config: dict) -> str:
+        peft_type = adapter_config.get("peft_type")
+        text = f"peft {peft_type}" if peft_type else self.title
+        variants = [v for v, key in (("DoRA", "use_dora"), ("rsLoRA", "use_rslora")) if adapter_config.get(key)]
+        return text + (f" ({', '.join(variants)})" if variants else "")
 
     def validate(self, options: MethodOptions) -> None:
         cls, rest = split_peft_mapping(options.peft)

@@ -15,7 +15,6 @@ from .base import Method, MethodOptions, PreparedMethod, save_plain_model
 class SSF(Method):
     name = "ssf"
     title = "SSF (scale-and-shift features, merged into the weights)"
-    trains = "a scale and a shift after every linear and LayerNorm of the backbone, and the head"
 
     def prepare(self, model, options: MethodOptions) -> PreparedMethod:
         layers = apply_ssf(model)

@@ -18,7 +18,7 @@ from .base import Method, MethodOptions, PreparedMethod
 class VPT(Method):
     name = "vpt"
     title = "Visual prompt tuning (prompts + head)"
-    trains = "prompt tokens entering the first block (vpt.deep: every block), and the head"
+    options_section = "vpt"
 
     def prepare(self, model, options: MethodOptions) -> PreparedMethod:
         apply_vpt(model, options.vpt)

@@ -201,7 +201,7 @@ def model_with_adapter(run: RunFolder):
     """
     import dataclasses
 
-    from ..adapters.lora import load_adapter
+    from ..adapters.peft_adapter import load_adapter
     from ..config import ModelConfig, from_dict
     from ..errors import VitTransferError
     from ..models import load_vit_from_config

@@ -39,7 +39,7 @@ class TrainRecipe:
         method.validate(self.method_options())
         if self.train.wise_ft and not method.has_plain_form:
             raise ConfigError(f"train.wise_ft interpolates plain weights; method {self.method!r} has no plain form")
-        if self.peft and self.method != "peft":
+        if self.peft and method.options_section != "peft":
             raise ConfigError(f"the peft: section is read only with method: peft (method is {self.method!r})")
         if self.model.head_init == "probe" and self.model.head != "linear":
             raise ConfigError(f"model.head_init: probe fits a linear probe; model.head must be linear, got {self.model.head!r}")

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import yaml
 
-from ..adapters.lora import LoraHandle
+from ..adapters.peft_adapter import AdapterHandle
 from ..config import to_dict
 from ..errors import ConfigError
 from ..methods import prepare_method
@@ -49,7 +49,7 @@ class TrainResult:
     method: object = None  # vit_transfer.methods.PreparedMethod
 
     @property
-    def lora(self) -> "LoraHandle | None":
+    def adapter(self) -> "AdapterHandle | None":
         """The peft adapter handle (LoRA or any peft tuner) of ``method``, else None."""
         return getattr(self.method, "adapter", None)
 
