@@ -1,0 +1,80 @@
+"""The GPU benchmark's machine has no ``datasets``/``evaluate``: vit-transfer and the benchmark must not need them.
+
+Every check runs in a fresh interpreter started with ``benchmarks/without_packages`` first on ``PYTHONPATH``
+(its ``sitecustomize`` hides the packages named in ``$HIDE_PACKAGES``), from outside the checkout, the way
+``benchmarks/gpu.sh`` runs on that machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HIDER = ROOT / "benchmarks" / "without_packages"
+MISSING_ON_GPU_MACHINE = "datasets,evaluate"
+
+
+def run_without_packages(code: str, cwd: Path, hidden: str = MISSING_ON_GPU_MACHINE, timeout: int = 600):
+    env = {**os.environ, "PYTHONPATH": f"{HIDER}{os.pathsep}{ROOT}", "HIDE_PACKAGES": hidden,
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_hidden_packages_look_uninstalled(tmp_path):
+    done = run_without_packages("""
+        import importlib.util
+        for name in ("datasets", "evaluate"):
+            assert importlib.util.find_spec(name) is None, name
+            try:
+                __import__(name)
+            except ModuleNotFoundError:
+                pass
+            else:
+                raise AssertionError(f"{name} imported")
+        from transformers.utils import is_datasets_available
+        assert not is_datasets_available()
+        print("hidden")
+    """, tmp_path)
+    assert done.returncode == 0 and "hidden" in done.stdout, done.stderr
+
+
+def test_vit_transfer_and_the_benchmark_import_without_datasets_and_evaluate(tmp_path):
+    done = run_without_packages(f"""
+        import importlib, importlib.util, pkgutil, sys
+        import vit_transfer
+        assert vit_transfer.__file__.startswith({str(ROOT)!r}), vit_transfer.__file__
+        for name in vit_transfer.__all__:
+            getattr(vit_transfer, name)
+        modules = [m.name for m in pkgutil.walk_packages(vit_transfer.__path__, "vit_transfer.")
+                   if not m.name.endswith("__main__")]
+        for name in modules:
+            importlib.import_module(name)
+        # what the benchmark's contenders import
+        from transformers import Trainer, TrainerCallback, TrainingArguments, ViTForImageClassification
+        import timm, timm.optim, timm.models, peft, accelerate
+        for bench in ("bench_training",):
+            spec = importlib.util.spec_from_file_location(bench, {str(ROOT / "benchmarks")!r} + f"/{{bench}}.py")
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        assert sys.modules["datasets"] is None and sys.modules["evaluate"] is None
+        print(len(modules), "modules")
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-2]) > 50  # the walk found the package, not an empty path
+
+
+def test_hub_data_without_datasets_names_the_missing_package(tmp_path):
+    done = run_without_packages("""
+        from vit_transfer.data import DataConfig, load_image_datasets
+        from vit_transfer.errors import DataError
+        try:
+            load_image_datasets(DataConfig(source="someone/some-dataset"))
+        except DataError as exc:
+            print(exc)
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pip install datasets" in done.stdout
