@@ -40,12 +40,15 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
-ARCHS = {  # width, depth, heads: the ViT paper's sizes, patch 16
+ARCHS = {  # width, depth, heads: the ViT paper's sizes, patch 16 (micro: the GPU benchmark's CPU rehearsal)
+    "micro": (32, 2, 2),
     "tiny": (192, 12, 3),
     "small": (384, 12, 6),
     "base": (768, 12, 12),
 }
 LR = 1e-4
+GPU_MACHINE_LACKS = ("datasets", "evaluate")  # the bare GPU machines have neither (benchmarks/gpu.sh)
+LOOP_START: list[float] = []  # when each contender's training loop began (set inside the worker process)
 
 
 # --- shared set-up (inside each worker process) ------------------------------------------------
@@ -147,6 +150,14 @@ def peak_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def missing_packages() -> list[str]:
+    """Which of ``GPU_MACHINE_LACKS`` this interpreter cannot import: each run records it, so a report shows
+    that it ran without them."""
+    import importlib.util
+
+    return [name for name in GPU_MACHINE_LACKS if importlib.util.find_spec(name) is None]
+
+
 def sync_of(device: str):
     import torch
 
@@ -189,9 +200,17 @@ def run_vit_transfer(args, stamps, *, compile=False, image_size=None, arch=None,
                 memory["before_mib"] = torch.cuda.memory_allocated() / 2**20
 
         TrainingRunner.setup = measured_setup
+    loop_setup = TrainingRunner.setup
+
+    def stamped_setup(self):  # the loop starts right after set-up (model prepared, loaders built)
+        loop_setup(self)
+        LOOP_START.append(time.perf_counter())
+
+    TrainingRunner.setup = stamped_setup
     sync = sync_of(device_of(args))
     result = train(load_train_recipe(recipe_path), hooks=[lambda state: (sync(), stamps.append(time.perf_counter()))])
-    return {"trainable_parameters": result.metrics["trainable_parameters"]}
+    return {"trainable_parameters": result.metrics["trainable_parameters"],
+            "compile_seconds": result.metrics.get("compile_seconds")}
 
 
 def run_trainer(args, stamps, *, compile=False):
@@ -202,6 +221,9 @@ def run_trainer(args, stamps, *, compile=False):
     sync = sync_of(device_of(args))
 
     class Stamp(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            LOOP_START.append(time.perf_counter())
+
         def on_step_end(self, *a, **k):
             sync()
             stamps.append(time.perf_counter())
@@ -243,18 +265,20 @@ def run_timm_loop(args, stamps, *, compile=False):
     loader = DataLoader(peer_dataset(args, args.image_size), batch_size=args.batch, shuffle=True, drop_last=True,
                         num_workers=args.workers, collate_fn=collate, pin_memory=device == "cuda")
     sync = sync_of(device)
-    for step, batch in enumerate(loader):
-        x = batch["pixel_values"].to(device, non_blocking=True)
-        y = batch["labels"].to(device, non_blocking=True)
-        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        sync()
-        stamps.append(time.perf_counter())
-        if step + 1 >= args.steps:
-            break
+    LOOP_START.append(time.perf_counter())
+    while len(stamps) < args.steps:  # epochs until the step count, as the other contenders do
+        for batch in loader:
+            x = batch["pixel_values"].to(device, non_blocking=True)
+            y = batch["labels"].to(device, non_blocking=True)
+            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            sync()
+            stamps.append(time.perf_counter())
+            if len(stamps) >= args.steps:
+                break
     return {"optimizer": type(optimizer).__name__, "fused": bool(optimizer.defaults.get("fused")),
             "foreach": optimizer.defaults.get("foreach")}
 
@@ -269,38 +293,79 @@ CONTENDERS = {
 }
 
 
+def force_compile_backend(backend: str) -> None:
+    """Make every ``torch.compile`` in this process (the library's, Accelerate's for the Trainer, the timm
+    loop's) use ``backend``: the CPU rehearsal's ``aot_eager`` runs Dynamo and AOTAutograd, the plumbing,
+    without minutes of C++ code generation."""
+    import torch
+
+    compile_ = torch.compile
+
+    def compile_with_backend(*a, **k):
+        k["backend"] = backend
+        return compile_(*a, **k)
+
+    torch.compile = compile_with_backend
+
+
 def worker(job: dict, args, queue) -> None:
     import torch
 
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     torch.set_num_threads(args.threads)
+    if getattr(args, "compile_backend", "inductor") != "inductor":
+        force_compile_backend(args.compile_backend)
     stamps: list[float] = []
     memory: dict = {}
     started = time.perf_counter()
-    if job["kind"] == "contender":
-        extra = CONTENDERS[job["name"]](args, stamps)
-    else:
-        extra = run_vit_transfer(args, stamps, memory=memory, **job["options"])
+    try:
+        if job["kind"] == "contender":
+            extra = CONTENDERS[job["name"]](args, stamps)
+        else:
+            extra = run_vit_transfer(args, stamps, memory=memory, **job["options"])
+    except Exception as exc:  # reported in the results, beside the contenders that ran
+        import traceback
+
+        traceback.print_exc()
+        queue.put({**job, "error": f"{type(exc).__name__}: {exc}"[:500], "images_per_second": float("nan")})
+        return
     device = device_of(args)
     batch = job.get("options", {}).get("batch") or args.batch
     timed = stamps[args.warmup:] if len(stamps) > args.warmup + 1 else stamps[1:]
     rate = (len(timed) - 1) * batch / (timed[-1] - timed[0]) if len(timed) > 1 else float("nan")
     peak = peak_mib(device)
-    queue.put({**job, **(extra or {}), "images_per_second": rate, "first_step_seconds": stamps[0] - started,
+    extra = extra or {}
+    loop_first_step = stamps[0] - LOOP_START[0] if LOOP_START else None
+    if "compile" in job["name"] and extra.get("compile_seconds") is None:  # peers: the same span the library times
+        extra["compile_seconds"] = loop_first_step
+    queue.put({**job, **extra, "images_per_second": rate, "first_step_seconds": stamps[0] - started,
+               "loop_first_step_seconds": loop_first_step, "step_seconds": batch / rate if rate == rate else None,
                "peak_memory_mib": peak, "training_memory_mib": peak - memory["before_mib"] if memory else None,
-               "steps": len(stamps), "device": device, "precision": precision_of(args)})
+               "steps": len(stamps), "device": device, "precision": precision_of(args),
+               "missing_packages": missing_packages()})
 
 
-def measure(job: dict, args) -> dict:
+def measure(job: dict, args, timeout: float = 3600) -> dict:
+    """``job`` in a fresh process; a worker that dies or outlives ``timeout`` seconds is reported, not waited on."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=worker, args=(job, args, queue))
     proc.start()
-    try:
-        result = queue.get(timeout=3600)
-    except Exception as exc:  # the worker died: report, and let the others run
-        result = {**job, "error": f"{type(exc).__name__}: {exc}", "images_per_second": float("nan")}
-    proc.join()
+    started = time.perf_counter()
+    result = None
+    while result is None:
+        try:
+            result = queue.get(timeout=5)
+        except Exception:  # queue.Empty: still running, or dead
+            waited = time.perf_counter() - started
+            if not proc.is_alive() or waited > timeout:
+                why = f"worker exit code {proc.exitcode}" if not proc.is_alive() else f"no result after {waited:.0f} s"
+                result = {**job, "error": why, "images_per_second": float("nan")}
+    proc.join(timeout=30)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    result["wall_seconds"] = time.perf_counter() - started
     print(f"  {job['name']:32s} {result.get('images_per_second', float('nan')):8.2f} img/s  "
           f"first step {result.get('first_step_seconds', float('nan')):6.1f} s  "
           f"peak {result.get('peak_memory_mib', float('nan')):8.0f} MiB", flush=True)

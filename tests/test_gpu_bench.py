@@ -10,8 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import json
+import math
 import textwrap
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HIDER = ROOT / "benchmarks" / "without_packages"
@@ -57,7 +61,8 @@ def test_vit_transfer_and_the_benchmark_import_without_datasets_and_evaluate(tmp
         # what the benchmark's contenders import
         from transformers import Trainer, TrainerCallback, TrainingArguments, ViTForImageClassification
         import timm, timm.optim, timm.models, peft, accelerate
-        for bench in ("bench_training",):
+        sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+        for bench in ("bench_training", "bench_gpu"):
             spec = importlib.util.spec_from_file_location(bench, {str(ROOT / "benchmarks")!r} + f"/{{bench}}.py")
             spec.loader.exec_module(importlib.util.module_from_spec(spec))
         assert sys.modules["datasets"] is None and sys.modules["evaluate"] is None
@@ -78,3 +83,36 @@ def test_hub_data_without_datasets_names_the_missing_package(tmp_path):
     """, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "pip install datasets" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_cpu_rehearsal_measures_every_contender_at_both_sizes_without_datasets_and_evaluate(tmp_path):
+    """``bash benchmarks/gpu.sh --rehearse``, end to end: what the GPU run does, on the CPU, with a micro ViT."""
+    output = tmp_path / "rehearsal.md"
+    env = {**os.environ, "PYTHONPATH": ""}  # gpu.sh itself must put the checkout (and the hider) on the path
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--rehearse", "--output", str(output)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert report["rehearsal"] and report["device"] == "cpu"
+    assert report["missing_packages"] == ["datasets", "evaluate"]
+    assert report["matmul_tflops"] > 0 and math.isfinite(report["matmul_tflops"])
+    assert [entry["image_size"] for entry in report["sizes"]] == [32, 48]
+    expected = {"vit-transfer", "vit-transfer compile", "Trainer", "Trainer torch_compile", "timm loop"}
+    for entry in report["sizes"]:
+        assert entry["flops_per_image"] > 0
+        rows = {row["name"]: row for row in entry["contenders"]}
+        assert set(rows) == expected, entry["contenders"]
+        for name, row in rows.items():
+            assert "error" not in row and "skipped" not in row, row
+            assert row["missing_packages"] == ["datasets", "evaluate"], name  # the worker ran without them
+            assert row["steps"] == report["steps"], name
+            for key in ("images_per_second", "first_step_seconds", "loop_first_step_seconds", "peak_memory_mib",
+                        "share_of_matmul_rate", "tflops"):
+                assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, (name, key, row[key])
+            assert row["first_step_seconds"] >= row["loop_first_step_seconds"], name
+            if "compile" in name:
+                assert math.isfinite(row["compile_seconds"]) and row["compile_seconds"] > 0, name
+        assert all(math.isfinite(rate) and rate > 0 for rate in entry["loader_images_per_second"].values())
+    text = output.read_text()
+    assert "Rehearsal" in text and "| Trainer torch_compile |" in text
