@@ -5,7 +5,7 @@ vit-transfer with its defaults and with ``train.compile``, the transformers ``Tr
 with ``torch_compile=True``, and timm's ``train.py`` loop. Reported per run: images/s (steps after
 ``--warmup``), MFU against the device's dense bf16 datasheet peak (looked up by the name the device reports,
 ``DEVICE_PEAKS``) beside the dense matmul rate measured in the same run, peak memory, the first step
-(process start to the first optimiser step) and, for the compile variants, ``compile_seconds`` (loop start
+(the run's process start to its first optimiser step) and, for the compile variants, ``compile_seconds`` (loop start
 to the end of the first step, the span vit-transfer's loop times). Then the data loader alone with the
 machine's cores, against the fastest step rate at each size. A time budget skips what would not finish.
 
@@ -248,7 +248,7 @@ def write_report(report: dict, output: Path) -> None:
         rows = entry["contenders"]
         trainer = next((r["images_per_second"] for r in rows if r["name"] == "Trainer"), None)
         lines += ["", f"## {entry['image_size']} px, batch {entry['batch']} "
-                      f"({entry['flops_per_image'] / 1e9:.1f} GFLOP per trained image)", "",
+                      f"({entry['flops_per_image'] / 1e9:.3g} GFLOP per trained image)", "",
                   "| contender | images/s | vs Trainer | TFLOP/s | share of matmul rate | MFU | peak memory (MiB) "
                   "| first step (s) | compile (s) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -258,7 +258,7 @@ def write_report(report: dict, output: Path) -> None:
                              " | | | | | | | |")
                 continue
             ratio = r["images_per_second"] / trainer if trainer and trainer == trainer else None
-            lines.append(f"| {r['name']} | {r['images_per_second']:.1f} | {fmt(ratio, '.2f')}x | {r['tflops']:.1f} | "
+            lines.append(f"| {r['name']} | {r['images_per_second']:.1f} | {fmt(ratio, '.2f') + 'x' if ratio else '-'} | {r['tflops']:.3g} | "
                          f"{r['share_of_matmul_rate']:.0%} | {fmt(r['mfu'], '.0%')} | {r['peak_memory_mib']:,.0f} | "
                          f"{r['first_step_seconds']:.1f} | {fmt(r.get('compile_seconds'), '.1f')} |")
         loader = entry["loader_images_per_second"]
@@ -266,7 +266,8 @@ def write_report(report: dict, output: Path) -> None:
         lines += ["", f"Loader alone, {report['loader_workers']} workers: "
                   + "; ".join(f"{k} **{v:,.0f} images/s** ({fmt(v / fastest, '.1f')}x the fastest step)"
                               for k, v in loader.items()) + "."]
-    lines += ["", "First step: process start to the end of the first optimiser step (model build, data, compilation). "
+    lines += ["", "First step: the run's process start (forked from a server that did the imports once) to the end of its "
+              "first optimiser step (model build and save, data, compilation). "
               "Compile: loop start to the end of the first step (what `train.compile` adds is this less an eager "
               "run's first step). Peak memory: `torch.cuda.max_memory_allocated` (CPU: peak RSS)."]
     if not report["rehearsal"]:
