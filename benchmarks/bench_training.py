@@ -17,12 +17,12 @@ Only the steps after ``--warmup`` are timed; compilation (the time to the first 
 The same run measures this machine's dense GEMM rate in the training precision, counts the FLOPs of one
 training step with ``torch.utils.flop_counter``, and reports achieved FLOP/s as a share of it
 (MFU); then the cost of ``--size-b`` px against the FLOP ratio, and the training memory of full
-fine-tuning, LoRA and activation checkpointing at ``--memory-batch`` on ``--memory-arch``.
-Results go to ``benchmarks/results/training.md`` (and ``.json``).
+fine-tuning, LoRA and activation checkpointing (``--memory-runs``) at ``--memory-batch`` on ``--memory-arch``.
+Results go to ``benchmarks/results/training.md`` (and ``.json``). The GPU run is ``benchmarks/gpu.sh``
+(``bench_gpu.py``), which runs these contenders at 224 and 384 px.
 
     python benchmarks/bench_training.py                          # the CPU run (about 15 min on 2 cores)
-    python benchmarks/bench_training.py --arch base --batch 64 --steps 30 --warmup 10 --workers 8 \
-        --threads 16 --memory-batch 32 --output benchmarks/results/training_gpu.md   # see benchmarks/gpu.sh
+    python benchmarks/bench_training.py --contenders "" --size-b 0 --memory-batch 0 --output PATH.md  # patch dropout
 """
 
 from __future__ import annotations
@@ -283,6 +283,13 @@ def run_timm_loop(args, stamps, *, compile=False):
             "foreach": optimizer.defaults.get("foreach")}
 
 
+MEMORY_RUNS = {  # --memory-runs: what the memory comparison trains (full first: the others are set against it)
+    "full": ("full fine-tune", {}),
+    "lora": ("LoRA r=8", {"method": "lora"}),
+    "checkpointing": ("full + activation checkpointing", {"checkpointing": True}),
+    "lora+checkpointing": ("LoRA r=8 + activation checkpointing", {"method": "lora", "checkpointing": True}),
+}
+DEFAULT_MEMORY_RUNS = "full,lora,checkpointing"
 CONTENDERS = {
     "vit-transfer": lambda a, s: run_vit_transfer(a, s),
     "vit-transfer compile": lambda a, s: run_vit_transfer(a, s, compile=True),
@@ -458,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-arch", choices=list(ARCHS), default="base")
     p.add_argument("--memory-batch", type=int, default=32, help="batch of the memory comparison (0: skip)")
     p.add_argument("--memory-steps", type=int, default=3)
+    p.add_argument("--memory-runs", default=DEFAULT_MEMORY_RUNS,
+                   help=f"comma-separated, from {', '.join(MEMORY_RUNS)}")
     p.add_argument("--data", default="auto", help="fashion-mnist | sklearn:digits | auto (the first installed)")
     p.add_argument("--peak-tflops", type=float, default=0.0,
                    help="the device's dense datasheet peak in the training precision, for MFU (0: GEMM share only)")
@@ -471,8 +480,8 @@ def command_line(args) -> str:
     flags = []
     for key, value in sorted(vars(args).items()):
         flag = "--" + key.replace("_", "-")
-        if key == "output" and value == RESULTS:
-            continue
+        if (key, value) in (("output", RESULTS), ("memory_runs", DEFAULT_MEMORY_RUNS)):
+            continue  # defaults that the reports' commands predate
         if value is not False:
             flags.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
     return "python benchmarks/bench_training.py " + " ".join(flags)
@@ -511,19 +520,31 @@ def main(argv: "list[str] | None" = None) -> None:
             row["flops_per_image"] = flops_per_image(args.arch, size)
             resolution.append(row)
 
-    options = []
+    patch_drop = []
     if args.patch_drop:  # timm's token dropping: a timm ViT through vit-transfer, without and with it
         for rate in (0.0, args.patch_drop):
-            options.append(measure({"kind": "option", "name": f"vit-transfer, timm ViT, patch_drop_rate {rate:g}",
-                                    "options": {"ecosystem": "timm", "patch_drop": rate}}, args))
+            patch_drop.append(measure({"kind": "option", "name": f"vit-transfer, timm ViT, patch_drop_rate {rate:g}",
+                                       "options": {"ecosystem": "timm", "patch_drop": rate}}, args))
     memory = []
     if args.memory_batch:
-        for name, options in (("full fine-tune", {}), ("LoRA r=8", {"method": "lora"}),
-                              ("full + activation checkpointing", {"checkpointing": True})):
+        for key in memory_runs(args):
+            name, settings = MEMORY_RUNS[key]
             memory.append(measure({"kind": "option", "name": name, "options": {
-                "arch": args.memory_arch, "batch": args.memory_batch, "steps": args.memory_steps, **options}},
+                "arch": args.memory_arch, "batch": args.memory_batch, "steps": args.memory_steps, **settings}},
                 with_changes(args, warmup=0)))
-    write_report(rows, resolution, options, memory, machine, args)
+    write_report(rows, resolution, patch_drop, memory, machine, args)
+
+
+def memory_runs(args) -> list[str]:
+    keys = [k.strip() for k in args.memory_runs.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in MEMORY_RUNS]
+    if unknown:
+        raise SystemExit(f"--memory-runs: unknown {unknown}; known: {', '.join(MEMORY_RUNS)}")
+    return keys
+
+
+def compile_cell(row: dict) -> str:
+    return f"{row['compile_seconds']:.1f}" if row.get("compile_seconds") is not None else "-"
 
 
 def with_changes(args, **changes):
@@ -533,10 +554,11 @@ def with_changes(args, **changes):
     return out
 
 
-def write_report(rows, resolution, options, memory, machine, args) -> None:
+def write_report(rows, resolution, patch_drop, memory, machine, args) -> None:
     import torch
 
-    device = rows[0]["device"] if rows else device_of(args)
+    ran = [r for r in rows + resolution + patch_drop + memory if "precision" in r]  # what the runs resolved
+    device = ran[0]["device"] if ran else device_of(args)
     where = (torch.cuda.get_device_name(0) if device == "cuda"
              else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads")
     width, depth, heads = ARCHS[args.arch]
@@ -550,7 +572,7 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
         "",
         f"ViT ({args.arch}: width {width}, depth {depth}, {heads} heads, patch 16) at {args.image_size} px, random init, "
         f"10 labels; `{data_source(args)}` images decoded and random-resized-cropped to {args.image_size} px in the loader "
-        f"({args.workers} worker processes); AdamW lr {LR:g}; batch {args.batch}; precision `{rows[0]['precision'] if rows else args.precision}`; "
+        f"({args.workers} worker processes); AdamW lr {LR:g}; batch {args.batch}; precision `{ran[0]['precision'] if ran else args.precision}`; "
         f"{args.steps} steps, the first {args.warmup} untimed; each contender in a fresh process, best of {args.repeats}.",
         f"Device: {device} ({where}); torch {torch.__version__}, Python {sys.version.split()[0]}.",
         f"Dense GEMM measured in this run: **{gemm / 1e9:,.0f} GFLOP/s**; one trained image costs "
@@ -563,12 +585,12 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
     lines += [
         "",
         "| contender | images/s | vs Trainer | share of GEMM rate | " + ("MFU | " if peak else "")
-        + "first step (s) | peak memory (MiB) | optimizer |",
-        "|---|---:|---:|---:|" + ("---:|" if peak else "") + "---:|---:|---|",
-    ]
+        + "first step (s) | compile (s) | peak memory (MiB) | optimizer |",
+        "|---|---:|---:|---:|" + ("---:|" if peak else "") + "---:|---:|---:|---|",
+    ] if rows else []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['name']} | failed: {r['error']} | | | | | | |")
             continue
         ratio = f"{r['images_per_second'] / trainer:.2f}x" if trainer else "-"
         opt = r.get("optimizer", "AdamW (fused)" if r["name"].startswith("vit-transfer") else "")
@@ -579,10 +601,12 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
         mfu = f"{r['images_per_second'] * per_image / peak:.0%} | " if peak else ""
         lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | {ratio} | "
                      f"{r['images_per_second'] * per_image / gemm:.0%} | {mfu}{r['first_step_seconds']:.1f} | "
-                     f"{r['peak_memory_mib']:,.0f} | {opt} |")
-    lines += ["", "Per-run images/s: " + "; ".join(f"{r['name']} {r.get('all_images_per_second')}" for r in rows) + ".",
-              "First step: process start to the end of the first optimiser step (model build, data, and for the "
-              "compile variants the compilation)."]
+                     f"{compile_cell(r)} | {r['peak_memory_mib']:,.0f} | {opt} |")
+    if rows:
+        lines += ["", "Per-run images/s: " + "; ".join(f"{r['name']} {r.get('all_images_per_second')}" for r in rows) + ".",
+                  "Compile: the training loop's start to the end of its first step, for the compile variants. "
+                  "First step: the run's process start (forked from a server that did the imports once) to the end "
+                  "of the first optimiser step (model build, data, and for the compile variants the compilation)."]
     if len(resolution) == 2:
         a, b = resolution
         cost = a["images_per_second"] / b["images_per_second"]
@@ -593,15 +617,16 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
             lines.append(f"| {size} | {(size // 16) ** 2 + 1} | {r['images_per_second']:.2f} | "
                          f"{r['flops_per_image'] / 1e9:.1f} | {r['images_per_second'] * r['flops_per_image'] / gemm:.0%} |")
         lines += ["", f"Time per image grows **{cost:.2f}x** for a FLOP ratio of **{flop:.2f}x**."]
-    if len(options) == 2 and not any("error" in r for r in options):
-        a, b = options
+    if len(patch_drop) == 2 and not any("error" in r for r in patch_drop):
+        a, b = patch_drop
         lines += ["", "## Patch dropout (timm ViT through vit-transfer)", "",
-                  "| run | images/s | vs without |", "|---|---:|---:|"]
-        for r in options:
+                  "| run | images/s | vs without | peak memory (MiB) |", "|---|---:|---:|---:|"]
+        for r in patch_drop:
             lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | "
-                         f"{r['images_per_second'] / a['images_per_second']:.2f}x |")
+                         f"{r['images_per_second'] / a['images_per_second']:.2f}x | {r['peak_memory_mib']:,.0f} |")
     if memory:
-        base = memory[0].get("training_memory_mib")
+        full = next((r for r in memory if r["name"] == MEMORY_RUNS["full"][0]), {})
+        base = full.get("training_memory_mib")
         kind = "CUDA memory allocated beyond the loaded model" if device == "cuda" else "peak RSS beyond the process after set-up"
         lines += ["", f"## Training memory, {args.memory_arch} at batch {args.memory_batch} ({kind})", "",
                   "| run | training memory (MiB) | vs full | images/s | trainable parameters |", "|---|---:|---:|---:|---:|"]
@@ -609,14 +634,14 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
             if "error" in r:
                 lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
                 continue
-            lines.append(f"| {r['name']} | {r['training_memory_mib']:,.0f} | {r['training_memory_mib'] / base:.0%} | "
+            lines.append(f"| {r['name']} | {r['training_memory_mib']:,.0f} | {format(r['training_memory_mib'] / base, '.0%') if base else '-'} | "
                          f"{r['images_per_second']:.2f} | {r.get('trainable_parameters', 0):,} |")
     lines.append("")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines))
     args.output.with_suffix(".json").write_text(json.dumps(
         {"command": command_line(args), "machine": machine, "contenders": rows, "resolution": resolution,
-         "patch_drop": options, "memory": memory}, indent=1, default=str))
+         "patch_drop": patch_drop, "memory": memory}, indent=1, default=str))
     print("\n".join(lines))
     print(f"wrote {args.output}")
 

@@ -116,3 +116,18 @@ def test_the_cpu_rehearsal_measures_every_contender_at_both_sizes_without_datase
         assert all(math.isfinite(rate) and rate > 0 for rate in entry["loader_images_per_second"].values())
     text = output.read_text()
     assert "Rehearsal" in text and "| Trainer torch_compile |" in text
+
+
+@pytest.mark.parametrize("name, tflops", [
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H100 NVL", 835.0),
+    ("NVIDIA H200", 989.0), ("NVIDIA H200 NVL", 835.0), ("NVIDIA GH200 480GB", 989.0),
+    ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA A100 80GB PCIe", 312.0), ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0),
+    ("Tesla T4", None),
+])
+def test_the_mfu_peak_is_looked_up_by_the_name_the_device_reports(name, tflops):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_gpu
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    assert bench_gpu.peak_tflops(name) == tflops
