@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loader-batches", type=int, default=30, help="batches the loader-alone timing reads")
     p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--compile-backend", default="inductor")
-    p.add_argument("--budget-seconds", type=float, default=440,
+    p.add_argument("--budget-seconds", type=float, default=420,
                    help="no run starts or goes on after this many seconds (gpu.sh has 8 minutes in all)")
     p.add_argument("--run-timeout", type=float, default=240, help="a run still going after this is stopped")
     p.add_argument("--cpu", action="store_true")

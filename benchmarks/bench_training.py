@@ -34,6 +34,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -325,6 +326,7 @@ def worker(job: dict, args, queue) -> None:
     stamps: list[float] = []
     memory: dict = {}
     started = time.perf_counter()
+    tempfile.tempdir = tempfile.mkdtemp(prefix="bench-run-")  # this run's checkpoints and outputs, removed after
     try:
         if job["kind"] == "contender":
             extra = CONTENDERS[job["name"]](args, stamps)
@@ -336,6 +338,8 @@ def worker(job: dict, args, queue) -> None:
         traceback.print_exc()
         queue.put({**job, "error": f"{type(exc).__name__}: {exc}"[:500], "images_per_second": float("nan")})
         return
+    finally:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
     device = device_of(args)
     batch = job.get("options", {}).get("batch") or args.batch
     timed = stamps[args.warmup:] if len(stamps) > args.warmup + 1 else stamps[1:]

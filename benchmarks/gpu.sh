@@ -20,8 +20,9 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OF
 if [[ " $* " == *" --rehearse "* ]]; then  # behave as the GPU machine does: no datasets, no evaluate
   export PYTHONPATH="$root/benchmarks/without_packages:$PYTHONPATH" HIDE_PACKAGES="${HIDE_PACKAGES-datasets,evaluate}"
 fi
+python="${PYTHON:-python3}"  # the interpreter that has torch
 # from outside the checkout, so that it is PYTHONPATH (not the current folder) that finds this vit_transfer
-(cd / && python3 - "$root" <<'EOF'
+(cd / && "$python" - "$root" <<'EOF'
 import sys
 from pathlib import Path
 
@@ -29,11 +30,11 @@ import vit_transfer
 
 found = Path(vit_transfer.__file__).resolve()
 if not found.is_relative_to(Path(sys.argv[1]) / "vit_transfer"):
-    sys.exit(f"gpu.sh: python3 imports vit_transfer from {found}, not from this checkout {sys.argv[1]}")
+    sys.exit(f"gpu.sh: {sys.executable} imports vit_transfer from {found}, not from this checkout {sys.argv[1]}")
 import accelerate, peft, timm, torch, transformers
 
 print(f"vit_transfer from {found.parent}; Python {sys.version.split()[0]}, torch {torch.__version__}, transformers "
       f"{transformers.__version__}, timm {timm.__version__}, peft {peft.__version__}, accelerate {accelerate.__version__}")
 EOF
 )
-exec python3 benchmarks/bench_gpu.py "$@"
+exec "$python" benchmarks/bench_gpu.py "$@"
