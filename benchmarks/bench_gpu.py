@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -179,8 +180,8 @@ def main(argv: "list[str] | None" = None) -> None:
     cores = machine_cores()
     print(f"{device_name}: dense bf16 peak {peak} TFLOP/s; {cores} cores, {args.workers} loader workers per run",
           flush=True)
-    args.data = str(make_training_images(args, max(args.batch_list) * (args.steps + 2),
-                                         Path(tempfile.mkdtemp(prefix="bench-gpu-data-"))))
+    data_folder = Path(tempfile.mkdtemp(prefix="bench-gpu-data-"))
+    args.data = str(make_training_images(args, max(args.batch_list) * (args.steps + 2), data_folder))
     gemm = bt.gemm_flops(args)
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -217,6 +218,7 @@ def main(argv: "list[str] | None" = None) -> None:
               "threads": args.threads, "arch": args.arch, "precision": args.precision, "steps": args.steps,
               "warmup": args.warmup, "compile_backend": args.compile_backend, "torch": torch.__version__,
               "python": sys.version.split()[0], "seconds": time.perf_counter() - began, "sizes": sizes}
+    shutil.rmtree(data_folder, ignore_errors=True)
     write_report(report, args.output)
 
 
