@@ -284,7 +284,7 @@ def run_timm_loop(args, stamps, *, compile=False):
             "foreach": optimizer.defaults.get("foreach")}
 
 
-MEMORY_RUNS = {  # --memory-runs: what the memory comparison trains (full first: the others are set against it)
+MEMORY_RUNS = {  # --memory-runs: what the memory comparison trains ("vs full" is against the "full" run)
     "full": ("full fine-tune", {}),
     "lora": ("LoRA r=8", {"method": "lora"}),
     "checkpointing": ("full + activation checkpointing", {"checkpointing": True}),
