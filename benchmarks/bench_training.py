@@ -17,12 +17,12 @@ Only the steps after ``--warmup`` are timed; compilation (the time to the first 
 The same run measures this machine's dense GEMM rate in the training precision, counts the FLOPs of one
 training step with ``torch.utils.flop_counter``, and reports achieved FLOP/s as a share of it
 (MFU); then the cost of ``--size-b`` px against the FLOP ratio, and the training memory of full
-fine-tuning, LoRA and activation checkpointing at ``--memory-batch`` on ``--memory-arch``.
-Results go to ``benchmarks/results/training.md`` (and ``.json``).
+fine-tuning, LoRA and activation checkpointing (``--memory-runs``) at ``--memory-batch`` on ``--memory-arch``.
+Results go to ``benchmarks/results/training.md`` (and ``.json``). The GPU run is ``benchmarks/gpu.sh``
+(``bench_gpu.py``), which runs these contenders at 224 and 384 px.
 
     python benchmarks/bench_training.py                          # the CPU run (about 15 min on 2 cores)
-    python benchmarks/bench_training.py --arch base --batch 64 --steps 30 --warmup 10 --workers 8 \
-        --threads 16 --memory-batch 32 --output benchmarks/results/training_gpu.md   # see benchmarks/gpu.sh
+    python benchmarks/bench_training.py --contenders "" --size-b 0 --memory-batch 0 --output PATH.md  # patch dropout
 """
 
 from __future__ import annotations
@@ -34,18 +34,22 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.md"
-ARCHS = {  # width, depth, heads: the ViT paper's sizes, patch 16
+ARCHS = {  # width, depth, heads: the ViT paper's sizes, patch 16 (micro: the GPU benchmark's CPU rehearsal)
+    "micro": (32, 2, 2),
     "tiny": (192, 12, 3),
     "small": (384, 12, 6),
     "base": (768, 12, 12),
 }
 LR = 1e-4
+GPU_MACHINE_LACKS = ("datasets", "evaluate")  # the bare GPU machines have neither (benchmarks/gpu.sh)
+LOOP_START: list[float] = []  # when each contender's training loop began (set inside the worker process)
 
 
 # --- shared set-up (inside each worker process) ------------------------------------------------
@@ -147,6 +151,14 @@ def peak_mib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def missing_packages() -> list[str]:
+    """Which of ``GPU_MACHINE_LACKS`` this interpreter cannot import: each run records it, so a report shows
+    that it ran without them."""
+    import importlib.util
+
+    return [name for name in GPU_MACHINE_LACKS if importlib.util.find_spec(name) is None]
+
+
 def sync_of(device: str):
     import torch
 
@@ -189,9 +201,17 @@ def run_vit_transfer(args, stamps, *, compile=False, image_size=None, arch=None,
                 memory["before_mib"] = torch.cuda.memory_allocated() / 2**20
 
         TrainingRunner.setup = measured_setup
+    loop_setup = TrainingRunner.setup
+
+    def stamped_setup(self):  # the loop starts right after set-up (model prepared, loaders built)
+        loop_setup(self)
+        LOOP_START.append(time.perf_counter())
+
+    TrainingRunner.setup = stamped_setup
     sync = sync_of(device_of(args))
     result = train(load_train_recipe(recipe_path), hooks=[lambda state: (sync(), stamps.append(time.perf_counter()))])
-    return {"trainable_parameters": result.metrics["trainable_parameters"]}
+    return {"trainable_parameters": result.metrics["trainable_parameters"],
+            "compile_seconds": result.metrics.get("compile_seconds")}
 
 
 def run_trainer(args, stamps, *, compile=False):
@@ -202,6 +222,9 @@ def run_trainer(args, stamps, *, compile=False):
     sync = sync_of(device_of(args))
 
     class Stamp(TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            LOOP_START.append(time.perf_counter())
+
         def on_step_end(self, *a, **k):
             sync()
             stamps.append(time.perf_counter())
@@ -243,22 +266,31 @@ def run_timm_loop(args, stamps, *, compile=False):
     loader = DataLoader(peer_dataset(args, args.image_size), batch_size=args.batch, shuffle=True, drop_last=True,
                         num_workers=args.workers, collate_fn=collate, pin_memory=device == "cuda")
     sync = sync_of(device)
-    for step, batch in enumerate(loader):
-        x = batch["pixel_values"].to(device, non_blocking=True)
-        y = batch["labels"].to(device, non_blocking=True)
-        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        sync()
-        stamps.append(time.perf_counter())
-        if step + 1 >= args.steps:
-            break
+    LOOP_START.append(time.perf_counter())
+    while len(stamps) < args.steps:  # epochs until the step count, as the other contenders do
+        for batch in loader:
+            x = batch["pixel_values"].to(device, non_blocking=True)
+            y = batch["labels"].to(device, non_blocking=True)
+            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            sync()
+            stamps.append(time.perf_counter())
+            if len(stamps) >= args.steps:
+                break
     return {"optimizer": type(optimizer).__name__, "fused": bool(optimizer.defaults.get("fused")),
             "foreach": optimizer.defaults.get("foreach")}
 
 
+MEMORY_RUNS = {  # --memory-runs: what the memory comparison trains ("vs full" is against the "full" run)
+    "full": ("full fine-tune", {}),
+    "lora": ("LoRA r=8", {"method": "lora"}),
+    "checkpointing": ("full + activation checkpointing", {"checkpointing": True}),
+    "lora+checkpointing": ("LoRA r=8 + activation checkpointing", {"method": "lora", "checkpointing": True}),
+}
+DEFAULT_MEMORY_RUNS = "full,lora,checkpointing"
 CONTENDERS = {
     "vit-transfer": lambda a, s: run_vit_transfer(a, s),
     "vit-transfer compile": lambda a, s: run_vit_transfer(a, s, compile=True),
@@ -269,38 +301,108 @@ CONTENDERS = {
 }
 
 
+def force_compile_backend(backend: str) -> None:
+    """Make every ``torch.compile`` in this process (the library's, Accelerate's for the Trainer, the timm
+    loop's) use ``backend``: the CPU rehearsal's ``aot_eager`` runs Dynamo and AOTAutograd, the plumbing,
+    without minutes of C++ code generation."""
+    import torch
+
+    compile_ = torch.compile
+
+    def compile_with_backend(*a, **k):
+        k["backend"] = backend
+        return compile_(*a, **k)
+
+    torch.compile = compile_with_backend
+
+
 def worker(job: dict, args, queue) -> None:
     import torch
 
     os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     torch.set_num_threads(args.threads)
+    if getattr(args, "compile_backend", "inductor") != "inductor":
+        force_compile_backend(args.compile_backend)
     stamps: list[float] = []
     memory: dict = {}
     started = time.perf_counter()
-    if job["kind"] == "contender":
-        extra = CONTENDERS[job["name"]](args, stamps)
-    else:
-        extra = run_vit_transfer(args, stamps, memory=memory, **job["options"])
+    tempfile.tempdir = tempfile.mkdtemp(prefix="bench-run-")  # this run's checkpoints and outputs, removed after
+    try:
+        if job["kind"] == "contender":
+            extra = CONTENDERS[job["name"]](args, stamps)
+        else:
+            extra = run_vit_transfer(args, stamps, memory=memory, **job["options"])
+    except Exception as exc:  # reported in the results, beside the contenders that ran
+        import traceback
+
+        traceback.print_exc()
+        queue.put({**job, "error": f"{type(exc).__name__}: {exc}"[:500], "images_per_second": float("nan")})
+        return
+    finally:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
     device = device_of(args)
     batch = job.get("options", {}).get("batch") or args.batch
     timed = stamps[args.warmup:] if len(stamps) > args.warmup + 1 else stamps[1:]
     rate = (len(timed) - 1) * batch / (timed[-1] - timed[0]) if len(timed) > 1 else float("nan")
     peak = peak_mib(device)
-    queue.put({**job, **(extra or {}), "images_per_second": rate, "first_step_seconds": stamps[0] - started,
+    extra = extra or {}
+    loop_first_step = stamps[0] - LOOP_START[0] if LOOP_START else None
+    if "compile" in job["name"] and extra.get("compile_seconds") is None:  # peers: the same span the library times
+        extra["compile_seconds"] = loop_first_step
+    queue.put({**job, **extra, "images_per_second": rate, "first_step_seconds": stamps[0] - started,
+               "loop_first_step_seconds": loop_first_step, "step_seconds": batch / rate if rate == rate else None,
                "peak_memory_mib": peak, "training_memory_mib": peak - memory["before_mib"] if memory else None,
-               "steps": len(stamps), "device": device, "precision": precision_of(args)})
+               "steps": len(stamps), "device": device, "precision": precision_of(args),
+               "missing_packages": missing_packages()})
 
 
-def measure(job: dict, args) -> dict:
-    ctx = mp.get_context("spawn")
+PRELOAD = ["torch", "transformers", "transformers.trainer", "timm", "timm.optim", "accelerate", "peft",
+           "vit_transfer.training", "vit_transfer.data"]
+
+
+START_METHOD = ["forkserver"]  # "spawn" once a forked worker finds CUDA already initialised
+
+
+def worker_context():
+    """Workers fork from a server that imported torch, transformers, timm and vit-transfer once (and never touched
+    CUDA): each run still starts fresh (its own CUDA context, peak memory and compile caches in memory) but
+    skips seconds of imports."""
+    ctx = mp.get_context(START_METHOD[0])
+    if START_METHOD[0] == "forkserver":
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def measure(job: dict, args, timeout: float = 3600) -> dict:
+    """``job`` in a fresh process; a worker that dies or outlives ``timeout`` seconds is reported, not waited on."""
+    ctx = worker_context()
     queue = ctx.Queue()
     proc = ctx.Process(target=worker, args=(job, args, queue))
     proc.start()
-    try:
-        result = queue.get(timeout=3600)
-    except Exception as exc:  # the worker died: report, and let the others run
-        result = {**job, "error": f"{type(exc).__name__}: {exc}", "images_per_second": float("nan")}
-    proc.join()
+    started = time.perf_counter()
+    result = None
+    while result is None:
+        try:
+            result = queue.get(timeout=5)
+        except Exception:  # queue.Empty: still running, or dead
+            waited = time.perf_counter() - started
+            if not proc.is_alive():  # it may have put its result just before it ended
+                try:
+                    result = queue.get(timeout=2)
+                    break
+                except Exception:
+                    pass
+            if not proc.is_alive() or waited > timeout:
+                why = f"worker exit code {proc.exitcode}" if not proc.is_alive() else f"no result after {waited:.0f} s"
+                result = {**job, "error": why, "images_per_second": float("nan")}
+    proc.join(timeout=30)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    result["wall_seconds"] = time.perf_counter() - started
+    if "forked subprocess" in result.get("error", "") and START_METHOD[0] != "spawn":  # an import touched CUDA
+        START_METHOD[0] = "spawn"
+        return measure(job, args, timeout)
     print(f"  {job['name']:32s} {result.get('images_per_second', float('nan')):8.2f} img/s  "
           f"first step {result.get('first_step_seconds', float('nan')):6.1f} s  "
           f"peak {result.get('peak_memory_mib', float('nan')):8.0f} MiB", flush=True)
@@ -367,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-arch", choices=list(ARCHS), default="base")
     p.add_argument("--memory-batch", type=int, default=32, help="batch of the memory comparison (0: skip)")
     p.add_argument("--memory-steps", type=int, default=3)
+    p.add_argument("--memory-runs", default=DEFAULT_MEMORY_RUNS,
+                   help=f"comma-separated, from {', '.join(MEMORY_RUNS)}")
     p.add_argument("--data", default="auto", help="fashion-mnist | sklearn:digits | auto (the first installed)")
     p.add_argument("--peak-tflops", type=float, default=0.0,
                    help="the device's dense datasheet peak in the training precision, for MFU (0: GEMM share only)")
@@ -380,8 +484,8 @@ def command_line(args) -> str:
     flags = []
     for key, value in sorted(vars(args).items()):
         flag = "--" + key.replace("_", "-")
-        if key == "output" and value == RESULTS:
-            continue
+        if (key, value) in (("output", RESULTS), ("memory_runs", DEFAULT_MEMORY_RUNS)):
+            continue  # defaults that the reports' commands predate
         if value is not False:
             flags.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
     return "python benchmarks/bench_training.py " + " ".join(flags)
@@ -420,19 +524,31 @@ def main(argv: "list[str] | None" = None) -> None:
             row["flops_per_image"] = flops_per_image(args.arch, size)
             resolution.append(row)
 
-    options = []
+    patch_drop = []
     if args.patch_drop:  # timm's token dropping: a timm ViT through vit-transfer, without and with it
         for rate in (0.0, args.patch_drop):
-            options.append(measure({"kind": "option", "name": f"vit-transfer, timm ViT, patch_drop_rate {rate:g}",
-                                    "options": {"ecosystem": "timm", "patch_drop": rate}}, args))
+            patch_drop.append(measure({"kind": "option", "name": f"vit-transfer, timm ViT, patch_drop_rate {rate:g}",
+                                       "options": {"ecosystem": "timm", "patch_drop": rate}}, args))
     memory = []
     if args.memory_batch:
-        for name, options in (("full fine-tune", {}), ("LoRA r=8", {"method": "lora"}),
-                              ("full + activation checkpointing", {"checkpointing": True})):
+        for key in memory_runs(args):
+            name, settings = MEMORY_RUNS[key]
             memory.append(measure({"kind": "option", "name": name, "options": {
-                "arch": args.memory_arch, "batch": args.memory_batch, "steps": args.memory_steps, **options}},
+                "arch": args.memory_arch, "batch": args.memory_batch, "steps": args.memory_steps, **settings}},
                 with_changes(args, warmup=0)))
-    write_report(rows, resolution, options, memory, machine, args)
+    write_report(rows, resolution, patch_drop, memory, machine, args)
+
+
+def memory_runs(args) -> list[str]:
+    keys = [k.strip() for k in args.memory_runs.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in MEMORY_RUNS]
+    if unknown:
+        raise SystemExit(f"--memory-runs: unknown {unknown}; known: {', '.join(MEMORY_RUNS)}")
+    return keys
+
+
+def compile_cell(row: dict) -> str:
+    return f"{row['compile_seconds']:.1f}" if row.get("compile_seconds") is not None else "-"
 
 
 def with_changes(args, **changes):
@@ -442,10 +558,11 @@ def with_changes(args, **changes):
     return out
 
 
-def write_report(rows, resolution, options, memory, machine, args) -> None:
+def write_report(rows, resolution, patch_drop, memory, machine, args) -> None:
     import torch
 
-    device = rows[0]["device"] if rows else device_of(args)
+    ran = [r for r in rows + resolution + patch_drop + memory if "precision" in r]  # what the runs resolved
+    device = ran[0]["device"] if ran else device_of(args)
     where = (torch.cuda.get_device_name(0) if device == "cuda"
              else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch threads")
     width, depth, heads = ARCHS[args.arch]
@@ -459,7 +576,7 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
         "",
         f"ViT ({args.arch}: width {width}, depth {depth}, {heads} heads, patch 16) at {args.image_size} px, random init, "
         f"10 labels; `{data_source(args)}` images decoded and random-resized-cropped to {args.image_size} px in the loader "
-        f"({args.workers} worker processes); AdamW lr {LR:g}; batch {args.batch}; precision `{rows[0]['precision'] if rows else args.precision}`; "
+        f"({args.workers} worker processes); AdamW lr {LR:g}; batch {args.batch}; precision `{ran[0]['precision'] if ran else args.precision}`; "
         f"{args.steps} steps, the first {args.warmup} untimed; each contender in a fresh process, best of {args.repeats}.",
         f"Device: {device} ({where}); torch {torch.__version__}, Python {sys.version.split()[0]}.",
         f"Dense GEMM measured in this run: **{gemm / 1e9:,.0f} GFLOP/s**; one trained image costs "
@@ -472,12 +589,12 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
     lines += [
         "",
         "| contender | images/s | vs Trainer | share of GEMM rate | " + ("MFU | " if peak else "")
-        + "first step (s) | peak memory (MiB) | optimizer |",
-        "|---|---:|---:|---:|" + ("---:|" if peak else "") + "---:|---:|---|",
-    ]
+        + "first step (s) | compile (s) | peak memory (MiB) | optimizer |",
+        "|---|---:|---:|---:|" + ("---:|" if peak else "") + "---:|---:|---:|---|",
+    ] if rows else []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['name']} | failed: {r['error']} | | | | | | |")
             continue
         ratio = f"{r['images_per_second'] / trainer:.2f}x" if trainer else "-"
         opt = r.get("optimizer", "AdamW (fused)" if r["name"].startswith("vit-transfer") else "")
@@ -488,10 +605,12 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
         mfu = f"{r['images_per_second'] * per_image / peak:.0%} | " if peak else ""
         lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | {ratio} | "
                      f"{r['images_per_second'] * per_image / gemm:.0%} | {mfu}{r['first_step_seconds']:.1f} | "
-                     f"{r['peak_memory_mib']:,.0f} | {opt} |")
-    lines += ["", "Per-run images/s: " + "; ".join(f"{r['name']} {r.get('all_images_per_second')}" for r in rows) + ".",
-              "First step: process start to the end of the first optimiser step (model build, data, and for the "
-              "compile variants the compilation)."]
+                     f"{compile_cell(r)} | {r['peak_memory_mib']:,.0f} | {opt} |")
+    if rows:
+        lines += ["", "Per-run images/s: " + "; ".join(f"{r['name']} {r.get('all_images_per_second')}" for r in rows) + ".",
+                  "Compile: the training loop's start to the end of its first step, for the compile variants. "
+                  "First step: the run's process start (forked from a server that did the imports once) to the end "
+                  "of the first optimiser step (model build, data, and for the compile variants the compilation)."]
     if len(resolution) == 2:
         a, b = resolution
         cost = a["images_per_second"] / b["images_per_second"]
@@ -502,15 +621,16 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
             lines.append(f"| {size} | {(size // 16) ** 2 + 1} | {r['images_per_second']:.2f} | "
                          f"{r['flops_per_image'] / 1e9:.1f} | {r['images_per_second'] * r['flops_per_image'] / gemm:.0%} |")
         lines += ["", f"Time per image grows **{cost:.2f}x** for a FLOP ratio of **{flop:.2f}x**."]
-    if len(options) == 2 and not any("error" in r for r in options):
-        a, b = options
+    if len(patch_drop) == 2 and not any("error" in r for r in patch_drop):
+        a, b = patch_drop
         lines += ["", "## Patch dropout (timm ViT through vit-transfer)", "",
-                  "| run | images/s | vs without |", "|---|---:|---:|"]
-        for r in options:
+                  "| run | images/s | vs without | peak memory (MiB) |", "|---|---:|---:|---:|"]
+        for r in patch_drop:
             lines.append(f"| {r['name']} | {r['images_per_second']:.2f} | "
-                         f"{r['images_per_second'] / a['images_per_second']:.2f}x |")
+                         f"{r['images_per_second'] / a['images_per_second']:.2f}x | {r['peak_memory_mib']:,.0f} |")
     if memory:
-        base = memory[0].get("training_memory_mib")
+        full = next((r for r in memory if r["name"] == MEMORY_RUNS["full"][0]), {})
+        base = full.get("training_memory_mib")
         kind = "CUDA memory allocated beyond the loaded model" if device == "cuda" else "peak RSS beyond the process after set-up"
         lines += ["", f"## Training memory, {args.memory_arch} at batch {args.memory_batch} ({kind})", "",
                   "| run | training memory (MiB) | vs full | images/s | trainable parameters |", "|---|---:|---:|---:|---:|"]
@@ -518,14 +638,14 @@ def write_report(rows, resolution, options, memory, machine, args) -> None:
             if "error" in r:
                 lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
                 continue
-            lines.append(f"| {r['name']} | {r['training_memory_mib']:,.0f} | {r['training_memory_mib'] / base:.0%} | "
+            lines.append(f"| {r['name']} | {r['training_memory_mib']:,.0f} | {format(r['training_memory_mib'] / base, '.0%') if base else '-'} | "
                          f"{r['images_per_second']:.2f} | {r.get('trainable_parameters', 0):,} |")
     lines.append("")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines))
     args.output.with_suffix(".json").write_text(json.dumps(
         {"command": command_line(args), "machine": machine, "contenders": rows, "resolution": resolution,
-         "patch_drop": options, "memory": memory}, indent=1, default=str))
+         "patch_drop": patch_drop, "memory": memory}, indent=1, default=str))
     print("\n".join(lines))
     print(f"wrote {args.output}")
 

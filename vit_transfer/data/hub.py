@@ -18,11 +18,24 @@ from .images import decode_image
 from .table import check_columns
 
 
+def require_datasets():
+    """The ``datasets`` module, imported only here: the rest of vit-transfer runs where it is not installed
+    (a bare GPU machine); a missing install is a DataError that names the package."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise DataError(
+            "Hub ids, Arrow and save_to_disk folders are read with the `datasets` package, which is not "
+            f"installed ({exc}): pip install datasets"
+        ) from exc
+    return datasets
+
+
 class HubImageDataset(ImageDataset):
     """One split of a ``datasets.Dataset``; only the image column is read per item."""
 
     def __init__(self, table, image_column: str, labels: np.ndarray, name: str):
-        import datasets
+        datasets = require_datasets()
 
         feature = table.features[image_column]
         if isinstance(feature, datasets.Image) and feature.decode:
@@ -54,7 +67,7 @@ class HubImageDataset(ImageDataset):
 
 def open_dataset_dict(source: str, config_name: "str | None" = None):
     """``load_dataset`` (Hub id or local data folder) or ``load_from_disk`` (a ``save_to_disk`` folder)."""
-    import datasets
+    datasets = require_datasets()
 
     path = Path(source).expanduser()
     try:
@@ -86,7 +99,7 @@ def _not_found_message(source: str, path: Path, exc: Exception) -> str:
 
 def load_hub(source: str, image_column: str, label_column: str, config_name: "str | None" = None) -> SourceSplits:
     """Every split of ``source`` with labels encoded (a ``ClassLabel``'s names when the column has one)."""
-    import datasets
+    datasets = require_datasets()
 
     dataset_dict = open_dataset_dict(source, config_name)
     for split, table in dataset_dict.items():
