@@ -1,1 +1,40 @@
-"""``vit-transfer auto``: the best transfer for a folder of images, chosen on validation, never below the probe."""
+"""``vit-transfer auto``: the best transfer for a folder of images, chosen on validation, never below the probe.
+
+    from vit_transfer import auto
+
+    result = auto("my_images/", budget_seconds=600, output_dir="runs/auto")
+    print(result.chosen, result.val_top1)    # "probe" or e.g. "lora lr=0.00548"; leaderboard.md in the folder
+"""
+
+from .budget import Budget, parse_duration
+from .halving import Candidate, HalvingResult, successive_halving
+from .probe_sweep import ProbeSweep, sweep_probes
+from .run import AutoResult, AutoSettings, BudgetError, auto
+
+__all__ = [
+    "AutoResult",
+    "AutoSettings",
+    "Budget",
+    "BudgetError",
+    "Candidate",
+    "HalvingResult",
+    "ProbeSweep",
+    "auto",
+    "parse_duration",
+    "successive_halving",
+    "sweep_probes",
+]
+
+
+# ``vit_transfer.auto`` is both this package and the function: importing a submodule sets the parent's attribute
+# to the package (over any function of that name), so the package itself calls ``auto``.
+import sys as _sys
+import types as _types
+
+
+class _CallablePackage(_types.ModuleType):
+    def __call__(self, *args, **kwargs) -> AutoResult:
+        return auto(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallablePackage

@@ -79,12 +79,14 @@ def successive_halving(
     max_resource: "int | None" = None,
     eta: int = 2,
     budget: "RemainingTime | None" = None,
+    estimate: "Callable[[Candidate, int], float] | None" = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> HalvingResult:
     """Halve ``candidates`` rung by rung (run lengths ``min_resource * eta**rung``, capped at ``max_resource``).
 
     Each rung keeps ``max(1, n // eta)`` candidates. Stops when one would be left (its full-length run is the
     caller's), when the run length cannot grow any more, or when ``budget`` cannot pay for the next run.
+    ``estimate(candidate, resource)`` prices a run before any has been measured (default: free).
     """
     if not candidates:
         raise ValueError("successive halving needs at least one candidate")
@@ -99,7 +101,7 @@ def successive_halving(
     while True:
         scored: list[tuple[Candidate, float]] = []
         for candidate in survivors:
-            if budget is not None and _estimate(result.trials, candidate, resource) > budget.remaining():
+            if budget is not None and _estimate(result.trials, candidate, resource, estimate) > budget.remaining():
                 result.stopped_by_budget = True
                 if rung == 0:
                     result.ranking = rank(scored, order)
@@ -117,10 +119,10 @@ def successive_halving(
         resource, rung = next_resource, rung + 1
 
 
-def _estimate(trials: list[Trial], candidate: Candidate, resource: int) -> float:
-    """Seconds the next run should take: its own last rate, else the slowest rate seen; 0 before any run."""
+def _estimate(trials: list[Trial], candidate: Candidate, resource: int, prior=None) -> float:
+    """Seconds the next run should take: its own last rate, else the slowest rate seen; before any run, ``prior``."""
     own = [t for t in trials if t.candidate == candidate]
     pool = own[-1:] or trials
     if not pool:
-        return 0.0
+        return prior(candidate, resource) if prior is not None else 0.0
     return max(t.seconds / t.resource for t in pool) * resource if all(t.resource for t in pool) else math.inf

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -112,26 +113,30 @@ def sweep_probes(
     blocks: "list[int] | None" = None,
     config: ProbeConfig | None = None,
     device=None,
+    stop: "Callable[[], bool] | None" = None,
 ) -> ProbeSweep:
     """Every pooling x blocks configuration, C chosen on ``val`` by ``select_C``; the best refitted on ``train``.
 
-    Ties (validation top-1, then loss) go to the configuration listed first: the simpler one.
+    Ties (validation top-1, then loss) go to the configuration listed first: the simpler one. ``stop`` (a
+    budget's verdict) is asked before each configuration after the first; the sweep ends early when it says so.
     """
     if len(train) == 0 or len(val) == 0:
         raise DataError(f"the probe sweep needs training and validation images (got {len(train)} and {len(val)})")
     config = config or ProbeConfig()
     blocks = blocks or block_choices(train.blocks)
     trials: list[ProbeTrial] = []
-    for last_n in blocks:
-        for pooling in poolings:
-            started = time.perf_counter()
-            x_train, x_val = train.select(pooling, last_n), val.select(pooling, last_n)
-            search = select_C(x_train, train.labels, x_val, val.labels, num_labels, grid=config.c_grid,
-                              exponents=tuple(config.c_exponents), steps=config.c_steps,
-                              refine_steps=config.c_refine_steps, max_iter=config.max_iter, device=device)
-            best_c = next(t for t in search.trials if t["C"] == search.best_C)
-            trials.append(ProbeTrial(pooling, last_n, search.best_C, search.best_val_top1, best_c["val_loss"],
-                                     int(x_train.shape[1]), time.perf_counter() - started, search.trials))
+    configurations = [(pooling, last_n) for last_n in blocks for pooling in poolings]
+    for pooling, last_n in configurations:
+        if trials and stop is not None and stop():
+            break
+        started = time.perf_counter()
+        x_train, x_val = train.select(pooling, last_n), val.select(pooling, last_n)
+        search = select_C(x_train, train.labels, x_val, val.labels, num_labels, grid=config.c_grid,
+                          exponents=tuple(config.c_exponents), steps=config.c_steps,
+                          refine_steps=config.c_refine_steps, max_iter=config.max_iter, device=device)
+        best_c = next(t for t in search.trials if t["C"] == search.best_C)
+        trials.append(ProbeTrial(pooling, last_n, search.best_C, search.best_val_top1, best_c["val_loss"],
+                                 int(x_train.shape[1]), time.perf_counter() - started, search.trials))
     order = {id(t): i for i, t in enumerate(trials)}
     best = max(trials, key=lambda t: (t.val_top1, -t.val_loss, -order[id(t)]))
     started = time.perf_counter()
