@@ -165,3 +165,19 @@ def test_the_package_is_the_function():
 
     assert callable(exported) and callable(vit_transfer.auto)
     torch.manual_seed(0)
+
+
+def test_a_mispriced_final_run_is_stopped_at_the_budget(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """The winner's run planned on a wrong price (a millionth of a second a step) is stopped by the deadline
+    hook: the probe is returned and the budget holds."""
+    import vit_transfer.auto.run as auto_run
+
+    monkeypatch.setattr(auto_run._Search, "_cost_model", lambda self, winner: (0.0, 1e-6))
+    budget = 8.0
+    started = time.perf_counter()
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=budget, output_dir=tmp_path / "run",
+                  settings=settings(rates_per_method=1, max_epochs=10**6))
+    elapsed = time.perf_counter() - started
+    assert [r.stage for r in result.rows if r.stage.startswith("final")] == ["final (stopped: out of time)"]
+    assert result.chosen == "probe"
+    assert elapsed <= auto_run.OVERRUN * budget + 3.0, elapsed

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,8 +43,16 @@ DEFAULT_MODEL = ModelConfig().source
 AUTO_FILE = "auto.json"
 
 
+FINAL_SAFETY = 0.9  # share of the time left that the winner's run is planned on
+OVERRUN = 1.05  # a run still going at this multiple of the budget is stopped (the probe is returned)
+
+
 class BudgetError(ConfigError):
     """The budget cannot pay for the step named in the message."""
+
+
+class _OutOfTime(Exception):
+    """Raised by the deadline hook inside a training run that would overrun the budget."""
 
 
 @dataclass
@@ -277,8 +286,12 @@ class _Search:
             folder = self.staging / "trials" / f"{next(counter):03d}"
             started = time.perf_counter()
             try:
-                result = train(candidate_recipe(run, candidate, steps, str(folder)), command="vit-transfer auto")
+                result = train(candidate_recipe(run, candidate, steps, str(folder)), command="vit-transfer auto",
+                               hooks=[self._deadline_hook()])
                 val_top1, error = float(result.metrics["eval_top1"]), None
+                self.trial_metrics[(candidate, steps)] = {**result.metrics, "wall_seconds": time.perf_counter() - started}
+            except _OutOfTime:  # ranked last; the budget check stops the search before the next run
+                val_top1, error = -1.0, "out of time"
             except (VitTransferError, RuntimeError, ValueError) as exc:  # a method this model cannot take
                 logger.warning("auto: %s failed (%s); ranked last", candidate.label, exc)
                 val_top1, error = -1.0, str(exc)
@@ -311,10 +324,15 @@ class _Search:
         s, data, budget = self.settings, self.datasets, self.budget
         winner = halving.winner
         last = halving.last_trial(winner)
-        overhead, per_step = self._cost_model(halving, winner)
-        evaluation = self.seconds_per_batch * math.ceil(len(data.eval) / self.batch)
-        wrap_up = 2 * self.seconds_per_batch * math.ceil(len(data.test or []) / self.batch) + 0.05 * budget.seconds
-        affordable = (budget.remaining() - wrap_up - overhead - s.evaluations * evaluation) / per_step
+        if last.val_top1 < 0 or not self.trial_metrics:  # every run failed or was cut short
+            return None
+        fixed, per_step = self._cost_model(winner)
+        evaluations = s.evaluations + 1  # keep-best also scores step 0
+        wrap_up = (fixed + 2 * self.seconds_per_batch * math.ceil(len(data.test or []) / self.batch)
+                   + 0.02 * budget.seconds)
+        # plan on 90% of what is left: the machine's speed varies between the measured runs and this one
+        evaluation = per_step * math.ceil(len(data.eval) / self.batch)  # a pass over validation <= as many steps
+        affordable = (FINAL_SAFETY * budget.remaining() - wrap_up - fixed - evaluations * evaluation) / per_step
         steps = min(self.max_steps, int(affordable))
         if steps < last.resource:
             logger.warning("auto: no time left to retrain %s beyond its halving run; the probe is compared instead",
@@ -325,22 +343,36 @@ class _Search:
         recipe = candidate_recipe(self._run_settings(), winner, steps, str(folder),
                                   eval_every=max(1, steps // s.evaluations))
         started = time.perf_counter()
-        result = train(recipe, command="vit-transfer auto")
+        try:
+            result = train(recipe, command="vit-transfer auto", hooks=[self._deadline_hook(reserve=wrap_up)])
+        except _OutOfTime:
+            logger.warning("auto: %s ran out of time after its planned %d steps were mispriced; the probe is "
+                           "compared instead", winner.label, steps)
+            self.rows.append(Row(winner.method, winner.lr, "lr", steps, steps / self.steps_per_epoch, float("nan"),
+                                 time.perf_counter() - started, "final (stopped: out of time)"))
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
         self.rows.append(Row(winner.method, winner.lr, "lr", steps, steps / self.steps_per_epoch,
                              float(result.metrics["eval_top1"]), time.perf_counter() - started, "final"))
         return folder, result, recipe
 
-    def _cost_model(self, halving: HalvingResult, winner: Candidate) -> tuple[float, float]:
-        """(fixed seconds per run, seconds per step) of the winner's method, from its halving runs."""
-        runs = [(t.resource, t.seconds) for t in halving.trials if t.candidate.method == winner.method]
-        steps = [r for r, _ in runs]
-        if len(set(steps)) >= 2:
-            mean_x, mean_y = sum(steps) / len(runs), sum(y for _, y in runs) / len(runs)
-            slope = (sum((x - mean_x) * (y - mean_y) for x, y in runs)
-                     / sum((x - mean_x) ** 2 for x in steps))
-            if slope > 0:
-                return max(0.0, mean_y - slope * mean_x), slope
-        return 0.0, max(y / x for x, y in runs)
+    def _deadline_hook(self, reserve: float = 0.0):
+        """A training hook that stops a run (``_OutOfTime``) once it would take the search past its budget."""
+        budget = self.budget
+
+        def hook(state) -> None:
+            if budget.elapsed() + reserve > OVERRUN * budget.seconds:
+                raise _OutOfTime(f"step {state.step}")
+        return hook
+
+    def _cost_model(self, winner: Candidate) -> tuple[float, float]:
+        """(seconds a run costs besides its steps, seconds per step) of the winner's method, from its halving runs:
+        the median training seconds per step, and the median rest (loading, setup, evaluation, export)."""
+        runs = [m for (c, _), m in self.trial_metrics.items() if c.method == winner.method] or list(
+            self.trial_metrics.values())
+        per_step = statistics.median(m["train_seconds"] / m["steps"] for m in runs)
+        fixed = statistics.median(max(0.0, m["wall_seconds"] - m["train_seconds"]) for m in runs)
+        return fixed, per_step
 
     # -- outputs
     def _write_train_recipe(self, recipe, folder: Path) -> None:
