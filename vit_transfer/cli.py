@@ -24,6 +24,7 @@ COMMANDS = {
     "quickstart": "quickstart",
     "recipes": "recipes",
     "inspect": "inspect",
+    "auto": "auto",
 }
 
 
