@@ -88,3 +88,14 @@ def test_attached_probe_serves_the_probe_logits_and_reloads(bases, data, tmp_pat
         torch.testing.assert_close(again(pixels), served, atol=1e-5, rtol=1e-5)
     note = stock_loader_note(again)
     assert (note is None) == (pooling == "cls" and last_n == 1)
+    if note is not None:  # what the note says: the stock loaders refuse the wider classifier
+        assert "refuse the saved classifier" in note
+        with pytest.raises(RuntimeError, match="mismatch"):
+            if ecosystem == "hf":
+                from transformers import AutoModelForImageClassification
+
+                AutoModelForImageClassification.from_pretrained(tmp_path / "model")
+            else:
+                import timm
+
+                timm.create_model(f"local-dir:{tmp_path / 'model'}", pretrained=True)

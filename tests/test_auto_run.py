@@ -181,3 +181,22 @@ def test_a_mispriced_final_run_is_stopped_at_the_budget(hf_vit_dir, folder, tmp_
     assert [r.stage for r in result.rows if r.stage.startswith("final")] == ["final (stopped: out of time)"]
     assert result.chosen == "probe"
     assert elapsed <= auto_run.OVERRUN * budget + 3.0, elapsed
+
+
+def test_a_multi_block_probe_is_pushed_with_load_vit_and_the_stock_loader_note(hf_vit_dir, folder, tmp_path):
+    from vit_transfer import load_vit
+    from vit_transfer.hub import push_run
+
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
+                  settings=settings(poolings=("cls+mean",), blocks=(2,), methods=("head",), rates_per_method=1))
+    assert result.chosen == "probe" and result.sweep.best.last_n == 2  # every fine-tune of this toy stays at chance
+    note = result.metrics["auto"]["stock_loaders"]
+    assert "last 2 block(s)" in note and "refuse the saved classifier" in note
+    push_run(out, "me/auto-probe", dry_run_dir=tmp_path / "up")
+    card = (tmp_path / "up" / "README.md").read_text()
+    assert note in card and 'load_vit("me/auto-probe")' in card and "last_n=2" in card
+    assert "linear probe on the frozen backbone" in card
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load_vit(str(tmp_path / "up")).eval()(pixels), result.model.eval()(pixels))

@@ -34,8 +34,8 @@ from .budget import Budget
 from .candidates import RunSettings, candidate_recipe, candidates_for
 from .halving import Candidate, HalvingResult, successive_halving
 from .leaderboard import Row, write_leaderboard
-from .probe_sweep import (ProbeSweep, attach_probe, block_choices, extract_block_features, model_depth,
-                          stock_loader_note, sweep_probes)
+from .probe_sweep import (BLOCK_CHOICES, POOLING_CHOICES, ProbeSweep, attach_probe, block_choices,
+                          extract_block_features, model_depth, stock_loader_note, sweep_probes)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class AutoSettings:
     halving_share: float = 0.5  # of the time left after the probe sweep; the rest pays the winner's run
     evaluations: int = 5  # validation passes during the winner's run (keep-best picks among them)
     probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(fewshot=False, cache=False))
+    poolings: tuple[str, ...] = POOLING_CHOICES  # the probe sweep's poolings
+    blocks: tuple[int, ...] = BLOCK_CHOICES  # and its last-N blocks (capped by the model's depth)
     val_fraction: float = 0.1  # carved from train when the folder has no validation split
     seed: int = 0
     num_workers: int = 0
@@ -186,7 +188,8 @@ class _Search:
         torch.manual_seed(s.seed)
         model = load_vit_from_config(ModelConfig(source=self.model_source, image_size=self.image_size),
                                      data.num_labels, data.id2label, s.seed)
-        blocks = max(block_choices(model_depth(model)))
+        block_grid = block_choices(model_depth(model), s.blocks)
+        blocks = max(block_grid)
         self.batch = min(s.batch_size, len(data.train))
         self.seconds_per_batch = self._time_one_batch(model, blocks)
         extract_estimate = self.seconds_per_batch * (math.ceil(len(data.train) / self.batch)
@@ -204,7 +207,7 @@ class _Search:
         val = extract_block_features(model, data.eval, blocks, desc="validation features", **options)
         budget.stage("probe sweep: fits")
         sweep_deadline = budget.remaining() * 0.5  # the sweep never eats more than half of what is left
-        sweep = sweep_probes(train, val, data.num_labels, config=s.probe,
+        sweep = sweep_probes(train, val, data.num_labels, config=s.probe, poolings=s.poolings, blocks=block_grid,
                              stop=lambda: budget.remaining() < sweep_deadline)
         for t in sweep.trials:
             self.rows.append(Row(f"probe ({t.pooling}, last {t.last_n} block{'s' if t.last_n > 1 else ''})", t.C,

@@ -289,6 +289,9 @@ def render_body(run, staged, repo_id, info, recipe, metrics, base_id, dataset) -
     note = _method_note(method)
     if note:
         parts.append(note)
+    stock = (metrics.get("auto") or {}).get("stock_loaders")  # vit-transfer auto returned a multi-block probe
+    if stock:
+        parts.append(stock)
     parts += _results_section(metrics, recipe)
     parts += _lora_section(run)
     parts += _hyperparameter_section(recipe, metrics)
@@ -333,6 +336,8 @@ def method_text(method: str | None, adapter_config: dict, recipe: dict) -> str |
 
     if not method:
         return None
+    if method == "probe":  # vit-transfer auto's returned probe
+        return "linear probe on the frozen backbone (chosen on validation by vit-transfer auto)"
     text = METHODS[method].title if method in METHODS else method
     peft_type = adapter_config.get("peft_type")
     if method == "peft" and peft_type:
