@@ -43,6 +43,7 @@ DEFAULT_MODEL = ModelConfig().source
 AUTO_FILE = "auto.json"
 
 
+SWEEP_SHARE = 0.4  # of the time left after feature extraction, for the probe sweep's fits
 FINAL_SAFETY = 0.9  # share of the time left that the winner's run is planned on
 OVERRUN = 1.05  # a run still going at this multiple of the budget is stopped (the probe is returned)
 
@@ -192,13 +193,16 @@ class _Search:
         blocks = max(block_grid)
         self.batch = min(s.batch_size, len(data.train))
         self.seconds_per_batch = self._time_one_batch(model, blocks)
-        extract_estimate = self.seconds_per_batch * (math.ceil(len(data.train) / self.batch)
-                                                     + math.ceil(len(data.eval) / self.batch))
-        if extract_estimate > budget.remaining():
+        batches = {name: math.ceil(len(split) / self.batch) if split is not None else 0
+                   for name, split in (("train", data.train), ("eval", data.eval), ("test", data.test))}
+        # the end of the run: scoring the test split once (evaluate measured ~2.5x a feature pass) and writing
+        self.end_reserve = 3 * self.seconds_per_batch * batches["test"] + 0.02 * budget.seconds
+        needed = self.seconds_per_batch * (batches["train"] + batches["eval"]) + self.end_reserve
+        if needed > budget.remaining():
             raise BudgetError(
                 f"a budget of {budget.seconds:.0f} s is too small for even the probe: extracting the features of "
-                f"{len(data.train) + len(data.eval)} images needs about {extract_estimate + budget.elapsed():.0f} s "
-                "from the start; give a larger budget")
+                f"{len(data.train) + len(data.eval)} images (and scoring the test split once) needs about "
+                f"{needed + budget.elapsed():.0f} s from the start here; give a larger budget")
         self.staging.mkdir(parents=True, exist_ok=True)
         options = dict(batch_size=self.batch, precision="fp32" if self.precision == "no" else self.precision,
                        num_workers=s.num_workers, progress=s.progress)
@@ -206,9 +210,10 @@ class _Search:
         train = extract_block_features(model, data.train, blocks, desc="train features", **options)
         val = extract_block_features(model, data.eval, blocks, desc="validation features", **options)
         budget.stage("probe sweep: fits")
-        sweep_deadline = budget.remaining() * 0.5  # the sweep never eats more than half of what is left
+        # the sweep's fits may use SWEEP_SHARE of the time left (at least one configuration always runs)
+        sweep_end = budget.elapsed() + SWEEP_SHARE * max(0.0, budget.remaining() - self.end_reserve)
         sweep = sweep_probes(train, val, data.num_labels, config=s.probe, poolings=s.poolings, blocks=block_grid,
-                             stop=lambda: budget.remaining() < sweep_deadline)
+                             stop=lambda: budget.elapsed() > sweep_end)
         for t in sweep.trials:
             self.rows.append(Row(f"probe ({t.pooling}, last {t.last_n} block{'s' if t.last_n > 1 else ''})", t.C,
                                  "C", None, None, t.val_top1, t.seconds, "probe sweep"))
@@ -258,10 +263,10 @@ class _Search:
         """Seconds of one feature-extraction batch (the unit every estimate here is made of)."""
         from torch.utils.data import Subset
 
-        subset = Subset(self.datasets.train, range(self.batch))
+        options = dict(batch_size=self.batch, progress=False, precision="fp32" if self.precision == "no" else self.precision)
+        extract_block_features(model, Subset(self.datasets.train, range(1)), blocks, **options)  # first-call costs
         started = time.perf_counter()
-        extract_block_features(model, subset, blocks, batch_size=self.batch, progress=False,
-                               precision="fp32" if self.precision == "no" else self.precision)
+        extract_block_features(model, Subset(self.datasets.train, range(self.batch)), blocks, **options)
         return time.perf_counter() - started
 
     # -- 2. successive halving on validation
@@ -274,7 +279,7 @@ class _Search:
         self.steps_per_epoch = max(1, len(data.train) // self.batch)
         first = max(s.min_steps, math.ceil(s.rung_epochs * self.steps_per_epoch))
         self.max_steps = max(first, math.ceil(s.max_epochs * self.steps_per_epoch))
-        reserve = budget.remaining() * (1 - s.halving_share)
+        reserve = max(0.0, budget.remaining() - self.end_reserve) * (1 - s.halving_share) + self.end_reserve
         run = self._run_settings()
 
         class _Share:
@@ -331,8 +336,7 @@ class _Search:
             return None
         fixed, per_step = self._cost_model(winner)
         evaluations = s.evaluations + 1  # keep-best also scores step 0
-        wrap_up = (fixed + 2 * self.seconds_per_batch * math.ceil(len(data.test or []) / self.batch)
-                   + 0.02 * budget.seconds)
+        wrap_up = fixed + self.end_reserve
         # plan on 90% of what is left: the machine's speed varies between the measured runs and this one
         evaluation = per_step * math.ceil(len(data.eval) / self.batch)  # a pass over validation <= as many steps
         affordable = (FINAL_SAFETY * budget.remaining() - wrap_up - fixed - evaluations * evaluation) / per_step
