@@ -90,3 +90,20 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses(text):
     with pytest.raises(ConfigError, match="budget"):
         parse_duration(text)
+
+
+def test_leaderboard_sorts_by_validation_and_marks_the_returned_model(tmp_path):
+    import json
+
+    from vit_transfer.auto.leaderboard import Row, write_leaderboard
+
+    rows = [Row("probe (cls, last 1 block)", 0.1, "C", None, None, 0.80, 1.0, "probe sweep", returned=True),
+            Row("lora", 0.003, "lr", 40, 2.5, 0.75, 3.2, "halving rung 0"),
+            Row("ssf", 0.01, "lr", 40, 2.5, 0.80, 2.9, "halving rung 0")]
+    md, js = write_leaderboard(rows, tmp_path, budget_seconds=60, elapsed=41.5, summary="Returned: probe")
+    board = json.loads(js.read_text())
+    assert [r["method"] for r in board["rows"]] == ["probe (cls, last 1 block)", "ssf", "lora"]  # ties keep run order
+    assert board["budget_seconds"] == 60 and board["elapsed_seconds"] == 41.5
+    lines = md.read_text().splitlines()
+    assert "| **returned** | probe (cls, last 1 block) | C 0.1 | - | - | 0.8000 | 1.0 | probe sweep |" in lines
+    assert "|  | lora | lr 0.003 | 40 | 2.5 | 0.7500 | 3.2 | halving rung 0 |" in lines
