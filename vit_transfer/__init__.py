@@ -60,6 +60,9 @@ _LAZY = {
     "mean_attention_distance": "vit_transfer.diagnostics",
     "pos_embed_similarity": "vit_transfer.diagnostics",
     "QuickstartConfig": "vit_transfer.quickstart",
+    "auto": "vit_transfer.autoselect",
+    "AutoSettings": "vit_transfer.autoselect",
+    "AutoResult": "vit_transfer.autoselect",
 }
 
 

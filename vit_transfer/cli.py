@@ -25,6 +25,7 @@ COMMANDS = {
     "quickstart": "quickstart",
     "recipes": "recipes",
     "inspect": "inspect",
+    "auto": "auto",
 }
 
 

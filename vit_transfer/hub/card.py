@@ -299,6 +299,9 @@ def render_body(run, staged, repo_id, info, recipe, metrics, base_id, dataset) -
     note = _method_note(method)
     if note:
         parts.append(note)
+    stock = (metrics.get("auto") or {}).get("stock_loaders")  # vit-transfer auto returned a multi-block probe
+    if stock:
+        parts.append(stock)
     parts += _results_section(metrics, recipe)
     parts += _lora_section(run)
     parts += _hyperparameter_section(recipe, metrics)
@@ -343,6 +346,8 @@ def method_text(method: str | None, adapter_config: dict, recipe: dict) -> str |
 
     if not method:
         return None
+    if method == "probe":  # vit-transfer auto's returned probe
+        return "linear probe on the frozen backbone (chosen on validation by vit-transfer auto)"
     text = METHODS[method].card_title(adapter_config) if method in METHODS else method
     if (recipe.get("model") or {}).get("head_init") == "probe":
         text += ", head started from the linear probe (LP-FT)"

@@ -70,6 +70,7 @@ class HeadSpec:
     pooling: str = "cls"
     hidden_dim: int | None = None
     dropout: float = 0.0
+    last_n: int = 1  # the head reads the pooled features of the last N blocks (a multi-block probe; not stock)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,8 +206,9 @@ class TransferModel(nn.Module, abc.ABC):
         hidden_dim: int | None = None,
         dropout: float = 0.0,
         init: str = "zeros",
+        last_n: int = 1,
     ) -> None:
-        """Replace the classifier for a new label set."""
+        """Replace the classifier for a new label set; ``last_n > 1`` reads ``forward_features(pooling, last_n)``."""
 
     def head_parameters(self) -> list[nn.Parameter]:
         params = []
@@ -298,7 +300,7 @@ class TransferModel(nn.Module, abc.ABC):
         with seeded_torch_rng(seed):
             self._init_backbone()
             self.set_head(spec.num_labels, self.id2label, spec.kind, spec.pooling, spec.hidden_dim, spec.dropout,
-                          head_init)
+                          head_init, last_n=spec.last_n)
 
     # --- resize ---------------------------------------------------------------------------
     @abc.abstractmethod

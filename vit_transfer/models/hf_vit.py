@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ImageSizeError
-from ..layers import build_head, pooled_dim, resample_patch_embed
+from ..layers import build_head, resample_patch_embed
 from .base import HeadSpec, Preprocessing, TransferModel, check_attention, to_pair
 
 # The config key under which a non-native head is recorded, so load_vit can rebuild it.
@@ -184,7 +184,8 @@ class HFViT(TransferModel):
 
     def _native_head(self) -> bool:
         spec = self._head_spec
-        native = spec.kind == "linear" and spec.dropout == 0 and spec.pooling == self.family.native_pooling
+        native = (spec.kind == "linear" and spec.dropout == 0 and spec.last_n == 1
+                  and spec.pooling == self.family.native_pooling)
         # transformers' own heads average every token after the first: prompts would join that mean
         return native and not (self.num_prompt_tokens and spec.pooling != "cls")
 
@@ -198,14 +199,15 @@ class HFViT(TransferModel):
                 return pair
         raise NotImplementedError(f"cannot find query/value projections in {type(self.model).__name__}")
 
-    def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros"):
+    def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros",
+                 last_n=1):
         pooling = pooling or self.family.native_pooling
         spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling,
-                        hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout)
-        in_features = pooled_dim(self.embed_dim, pooling)
+                        hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout, last_n=int(last_n))
+        in_features = self.feature_dim(pooling, spec.last_n)
         device = self.patch_kernel.weight.device
         if self._has_teacher_head():
-            if kind != "linear" or pooling != "cls":
+            if kind != "linear" or pooling != "cls" or spec.last_n != 1:
                 raise ValueError("DeiT with a distillation head takes only a linear class-token head")
             for name in self.head_module_names():
                 setattr(self.model, name, build_head(in_features, num_labels, "linear", init=init).to(device))
@@ -269,6 +271,8 @@ class HFViT(TransferModel):
         pixel_values = self.prepare_pixels(pixel_values)
         if self._native_head():
             return self.model(pixel_values=pixel_values).logits
+        if self._head_spec.last_n > 1:
+            return self.model.classifier(self.forward_features(pixel_values, self._head_spec.pooling, self._head_spec.last_n))
         tokens = self.backbone(pixel_values=pixel_values).last_hidden_state
         return self.model.classifier(self.pool(tokens, self._head_spec.pooling))
 

@@ -111,7 +111,8 @@ def _load_hf(src: Source) -> HFViT:
     wrapped = HFViT(model, source=src.original, preprocessing=preprocessing)
     if head_spec:  # a non-native head: rebuild its modules, then load their saved weights
         spec = dict(head_spec)
-        wrapped.set_head(spec.pop("num_labels"), wrapped.id2label, spec["kind"], spec["pooling"], spec["hidden_dim"], spec["dropout"])
+        wrapped.set_head(spec.pop("num_labels"), wrapped.id2label, spec["kind"], spec["pooling"], spec["hidden_dim"], spec["dropout"],
+                         last_n=spec.get("last_n", 1))
         _load_head_weights(wrapped, folder, src)
     return wrapped
 
@@ -221,7 +222,7 @@ def _load_timm(src: Source, architecture: str | None) -> TimmViT:
             wrapped = TimmViT(model, src.original, label_names=_label_list(cfg.get("label_names")))
             spec = dict(head_spec)
             wrapped.set_head(spec.pop("num_labels"), wrapped.id2label if cfg.get("label_names") else None,
-                             spec["kind"], spec["pooling"], spec["hidden_dim"], spec["dropout"])
+                             spec["kind"], spec["pooling"], spec["hidden_dim"], spec["dropout"], last_n=spec.get("last_n", 1))
             weights = _first_weights(folder)
             model.load_state_dict(load_state_dict_file(weights))
             model.pretrained_cfg = {**model.pretrained_cfg, **cfg.get("pretrained_cfg", {})}

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..layers import build_head, pool_tokens, pooled_dim
+from ..layers import build_head, pool_tokens
 from .base import HeadSpec, Preprocessing, TransferModel, check_attention, to_pair
 
 # Key in timm's config.json under which a non-native head is recorded for load_vit.
@@ -92,7 +92,7 @@ class TimmViT(TransferModel):
 
     def _native_head(self) -> bool:
         spec = self._head_spec
-        native = spec.kind == "linear" and spec.dropout == 0 and spec.pooling in TIMM_POOL
+        native = spec.kind == "linear" and spec.dropout == 0 and spec.last_n == 1 and spec.pooling in TIMM_POOL
         # timm's own average pooling skips only its own prefix tokens: prompts would join the mean
         return native and not (self.num_prompt_tokens and spec.pooling != "cls")
 
@@ -102,13 +102,14 @@ class TimmViT(TransferModel):
     def default_lora_targets(self) -> list[str]:
         return ["qkv", "proj"]
 
-    def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros"):
+    def set_head(self, num_labels, id2label=None, kind="linear", pooling=None, hidden_dim=None, dropout=0.0, init="zeros",
+                 last_n=1):
         pooling = pooling or self._head_spec.pooling
         spec = HeadSpec(num_labels=int(num_labels), kind=kind, pooling=pooling,
-                        hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout)
+                        hidden_dim=hidden_dim if kind == "mlp" else None, dropout=dropout, last_n=int(last_n))
         self.model.reset_classifier(int(num_labels), global_pool=TIMM_POOL.get(pooling, "token"))
         device = self.pos_embed.device
-        self.model.head = build_head(pooled_dim(self.embed_dim, pooling), num_labels, kind, hidden_dim, dropout, init).to(device)
+        self.model.head = build_head(self.feature_dim(pooling, spec.last_n), num_labels, kind, hidden_dim, dropout, init).to(device)
         if id2label is not None and len(id2label) != num_labels:
             raise ValueError(f"id2label has {len(id2label)} entries for {num_labels} labels")
         self._label_names = [str(id2label[i]) for i in range(num_labels)] if id2label else None
@@ -175,7 +176,11 @@ class TimmViT(TransferModel):
         pixel_values = self.prepare_pixels(pixel_values)
         if self._native_head():
             return self.model(pixel_values)
-        pooled = self.pool(self.model.forward_features(pixel_values), self._head_spec.pooling)
+        spec = self._head_spec
+        if spec.last_n > 1:
+            pooled = self.forward_features(pixel_values, spec.pooling, spec.last_n)
+        else:
+            pooled = self.pool(self.model.forward_features(pixel_values), spec.pooling)
         return self.model.head(self.model.head_drop(pooled))
 
     # --- save -----------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Successive halving with a fake scorer and a fake clock; the budget's duration parsing."""
+
+import pytest
+
+from vit_transfer.autoselect.budget import Budget, parse_duration
+from vit_transfer.autoselect.halving import Candidate, successive_halving
+from vit_transfer.errors import ConfigError
+
+CANDIDATES = [Candidate(m, lr) for m in ("lora", "ssf") for lr in (1e-3, 1e-2, 1e-1, 1.0)]
+QUALITY = {c: q for c, q in zip(CANDIDATES, (0.1, 0.5, 0.9, 0.3, 0.2, 0.8, 0.4, 0.7))}
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_drops_the_worse_half_each_rung():
+    calls = []
+
+    def score(candidate, steps):
+        calls.append((candidate, steps))
+        return QUALITY[candidate]
+
+    result = successive_halving(CANDIDATES, score, min_resource=10)
+    rungs = [[c for c, s in calls if s == steps] for steps in (10, 20, 40)]
+    assert [len(r) for r in rungs] == [8, 4, 2] and len(calls) == 14
+    # the 4 best of rung 0 go on, then the 2 best of those
+    assert set(rungs[1]) == {c for c in CANDIDATES if QUALITY[c] >= 0.5}
+    assert set(rungs[2]) == {c for c in CANDIDATES if QUALITY[c] >= 0.8}
+    assert result.winner == Candidate("lora", 1e-1) and result.rungs_completed == 3
+    assert not result.stopped_by_budget
+    assert result.last_trial(result.winner).resource == 40
+
+
+def test_ties_go_to_the_candidate_listed_first():
+    result = successive_halving(CANDIDATES, lambda c, s: 0.5, min_resource=1)
+    assert result.ranking == CANDIDATES[:2] and result.winner == CANDIDATES[0]  # every rung keeps the first listed
+    shuffled = CANDIDATES[::-1]
+    assert successive_halving(shuffled, lambda c, s: 0.5, min_resource=1).winner == shuffled[0]
+
+
+def test_max_resource_caps_the_run_length():
+    steps = []
+    result = successive_halving(CANDIDATES, lambda c, s: steps.append(s) or QUALITY[c], min_resource=10,
+                                max_resource=15)
+    assert sorted(set(steps)) == [10, 15] and result.rungs_completed == 2 and len(result.ranking) == 4
+
+
+def test_honours_the_budget():
+    clock = FakeClock()
+    budget = Budget(100.0, progress=False, clock=clock)
+
+    def score(candidate, steps):  # each run costs one second per step
+        clock.now += steps
+        return QUALITY[candidate]
+
+    # rung 0: 8 runs x 10 s = 80 s; rung 1 would cost 20 s per run, only 20 s are left: one run, then stop
+    result = successive_halving(CANDIDATES, score, min_resource=10, budget=budget, clock=clock)
+    assert result.stopped_by_budget and result.rungs_completed == 1
+    assert [t.rung for t in result.trials].count(1) == 1
+    assert clock.now <= 100.0
+    # the ranking is the last complete rung's, by validation top-1
+    assert result.ranking[:2] == [Candidate("lora", 1e-1), Candidate("ssf", 1e-2)]
+
+
+def test_a_budget_cut_in_the_first_rung_ranks_what_it_scored():
+    clock = FakeClock()
+    budget = Budget(35.0, progress=False, clock=clock)
+
+    def score(candidate, steps):
+        clock.now += steps
+        return QUALITY[candidate]
+
+    result = successive_halving(CANDIDATES, score, min_resource=10, budget=budget, clock=clock)
+    assert len(result.trials) == 3 and result.rungs_completed == 0 and result.stopped_by_budget
+    assert result.winner == Candidate("lora", 1e-1)  # the best of the three that ran
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("20m", 1200), ("1h30m", 5400), ("300", 300), (45, 45),
+                                          ("1.5m", 90)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5", "0", "m"])
+def test_parse_duration_refuses(text):
+    with pytest.raises(ConfigError, match="budget"):
+        parse_duration(text)
+
+
+def test_leaderboard_sorts_by_validation_and_marks_the_returned_model(tmp_path):
+    import json
+
+    from vit_transfer.autoselect.leaderboard import Row, write_leaderboard
+
+    rows = [Row("probe (cls, last 1 block)", 0.1, "C", None, None, 0.80, 1.0, "probe sweep", returned=True),
+            Row("lora", 0.003, "lr", 40, 2.5, 0.75, 3.2, "halving rung 0"),
+            Row("ssf", 0.01, "lr", 40, 2.5, 0.80, 2.9, "halving rung 0")]
+    md, js = write_leaderboard(rows, tmp_path, budget_seconds=60, elapsed=41.5, summary="Returned: probe")
+    board = json.loads(js.read_text())
+    assert [r["method"] for r in board["rows"]] == ["probe (cls, last 1 block)", "ssf", "lora"]  # ties keep run order
+    assert board["budget_seconds"] == 60 and board["elapsed_seconds"] == 41.5
+    lines = md.read_text().splitlines()
+    assert "| **returned** | probe (cls, last 1 block) | C 0.1 | - | - | 0.8000 | 1.0 | probe sweep |" in lines
+    assert "|  | lora | lr 0.003 | 40 | 2.5 | 0.7500 | 3.2 | halving rung 0 |" in lines

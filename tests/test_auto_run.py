@@ -1,0 +1,203 @@
+"""``auto`` end to end on a tiny ViT and a tiny folder: chosen on validation only, within its budget, never below
+the probe; and the errors that must stop it before anything is written."""
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vit_transfer.autoselect import AutoSettings, BudgetError, auto
+from vit_transfer.data import DataConfig, load_image_datasets
+from vit_transfer.errors import DataError
+from vit_transfer.inference import evaluate, load_trained_model
+from vit_transfer.probe import ProbeConfig
+from vit_transfer.testing import write_image_folder
+
+FAST_PROBE = ProbeConfig(fewshot=False, cache=False, c_grid=[0.01, 1.0, 100.0], max_iter=100)
+
+
+def settings(**overrides) -> AutoSettings:
+    base = dict(batch_size=8, rates_per_method=2, methods=("head", "lora"), max_epochs=3, progress=False,
+                probe=FAST_PROBE, val_fraction=0.25)
+    return AutoSettings(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """3 colour classes, 16 training images each (a quarter carved for validation), 8 test images each."""
+    return write_image_folder(tmp_path_factory.mktemp("auto_data"), per_class=16)
+
+
+def shuffled_test_labels(folder, target):
+    """A copy of ``folder`` whose test images are dealt to random classes: test labels carry no information."""
+    shutil.copytree(folder, target)
+    files = sorted((target / "test").glob("*/*.png"))
+    classes = sorted(p.name for p in (target / "test").iterdir())
+    rng = np.random.default_rng(1)
+    staged = []
+    for i, path in enumerate(files):
+        moved = path.with_name(f"shuffled-{i}.png")
+        path.rename(moved)
+        staged.append(moved)
+    for i, path in enumerate(staged):
+        path.rename(target / "test" / classes[rng.integers(len(classes))] / path.name)
+    return target
+
+
+def validation_top1(run_folder, data_folder, val_fraction=0.25):
+    """The saved model's validation accuracy, recomputed from the folder: the oracle for what auto reports."""
+    data = load_image_datasets(DataConfig(source=str(data_folder), val_fraction=val_fraction, num_workers=0))
+    return evaluate(load_trained_model(run_folder), data.eval, data.id2label, progress=False).numbers["top1"]
+
+
+def choices(result) -> dict:
+    return {"chosen": result.chosen, "val_top1": result.val_top1, "probe": result.sweep.best.summary() | {"seconds": 0},
+            "halving": [(t.candidate, t.resource, t.val_top1) for t in result.halving.trials]}
+
+
+def test_picks_by_validation_only(hf_vit_dir, folder, tmp_path):
+    first = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=tmp_path / "a", settings=settings())
+    other = shuffled_test_labels(folder, tmp_path / "shuffled")
+    second = auto(str(other), str(hf_vit_dir), budget_seconds=600, output_dir=tmp_path / "b", settings=settings())
+    assert choices(first) == choices(second)
+    assert [r.method for r in first.rows] == [r.method for r in second.rows]
+    # the test split was scored (once, on the returned model) and does differ between the two
+    assert first.metrics["test_top1"] != second.metrics["test_top1"]
+    assert first.metrics["test_examples"] == second.metrics["test_examples"] == 24
+
+
+def test_returns_at_least_the_probe_and_writes_the_run_folder(hf_vit_dir, folder, tmp_path):
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out, settings=settings())
+    assert result.val_top1 >= result.sweep.val_top1
+    # what auto reports is what the saved model does on the validation split
+    assert validation_top1(out, folder) == pytest.approx(result.val_top1)
+    for name in ("model", "metrics.json", "run_info.json", "recipe.yaml", "evaluation", "leaderboard.md",
+                 "leaderboard.json", "auto.json"):
+        assert (out / name).exists(), name
+    board = json.loads((out / "leaderboard.json").read_text())
+    returned = [r for r in board["rows"] if r["returned"]]
+    assert len(returned) == 1 and returned[0]["val_top1"] == pytest.approx(result.val_top1)
+    # every probe configuration, every halving run and the winner's final run (it ran, and lost to the probe here)
+    assert len(board["rows"]) == len(result.sweep.trials) + len(result.halving.trials) + 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["auto"]["chosen"] == result.chosen and "test_top1" in metrics
+    assert not list(tmp_path.glob(".tmp-*"))  # the staging folder is gone
+
+
+def test_a_fine_tune_that_beats_the_probe_is_returned_with_a_train_recipe(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """The tiny colour task is solved by every probe; a sweep that reports 0 on validation makes LP-FT the winner."""
+    import vit_transfer.autoselect.run as auto_run
+    from vit_transfer.training import load_train_recipe
+
+    real = auto_run.sweep_probes
+
+    def losing_sweep(*args, **kwargs):
+        sweep = real(*args, **kwargs)
+        sweep.val_top1 = 0.0
+        return sweep
+
+    monkeypatch.setattr(auto_run, "sweep_probes", losing_sweep)
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
+                  settings=settings(methods=("lp-ft",), rates_per_method=1))
+    assert result.chosen.startswith("lp-ft") and result.val_top1 > result.sweep.val_top1
+    assert validation_top1(out, folder) == pytest.approx(result.val_top1)
+    recipe = load_train_recipe(out / "recipe.yaml")  # vit-transfer train reads it back
+    assert recipe.method == "full" and recipe.model.head_init == "probe" and recipe.data.test_split is None
+    final = [r for r in result.rows if r.stage == "final"]
+    assert len(final) == 1 and final[0].returned and recipe.train.max_steps == final[0].steps
+
+
+def test_honours_a_small_budget(hf_vit_dir, folder, tmp_path):
+    """A 20 s budget with room to spend it all (many candidates, no epoch cap): within 10% + fixed overhead."""
+    budget = 20.0
+    started = time.perf_counter()
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=budget, output_dir=tmp_path / "run",
+                  settings=settings(methods=("head", "lora", "bitfit", "ssf"), rates_per_method=3, max_epochs=10_000))
+    elapsed = time.perf_counter() - started
+    overhead = 3.0  # publishing the folder and closing the bar happen after the last check of the budget
+    assert elapsed <= 1.1 * budget + overhead, elapsed
+    assert elapsed >= 0.5 * budget  # it used the time it was given (the final run fills what is left)
+    assert result.metrics["auto"]["elapsed_seconds"] <= 1.1 * budget
+
+
+def _assert_nothing_written(tmp_path):
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_an_empty_class_folder_is_an_error(hf_vit_dir, tmp_path):
+    data = write_image_folder(tmp_path / "data", per_class=8)
+    (data / "train" / "class_3").mkdir()
+    with pytest.raises(DataError, match=r"class_3.*holds no image"):
+        auto(str(data), str(hf_vit_dir), budget_seconds=60, output_dir=tmp_path / "run", settings=settings())
+    _assert_nothing_written(tmp_path)
+
+
+def test_one_class_is_an_error(hf_vit_dir, tmp_path):
+    data = write_image_folder(tmp_path / "data", num_classes=1, per_class=8)
+    with pytest.raises(DataError, match="at least two class"):
+        auto(str(data), str(hf_vit_dir), budget_seconds=60, output_dir=tmp_path / "run", settings=settings())
+    _assert_nothing_written(tmp_path)
+
+
+def test_a_budget_too_small_for_the_probe_is_an_error(hf_vit_dir, folder, tmp_path):
+    with pytest.raises(BudgetError, match="too small for even the probe"):
+        auto(str(folder), str(hf_vit_dir), budget_seconds=0.01, output_dir=tmp_path / "run", settings=settings())
+    _assert_nothing_written(tmp_path)
+
+
+def test_a_non_empty_output_folder_is_refused(hf_vit_dir, folder, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    with pytest.raises(Exception, match="not empty"):
+        auto(str(folder), str(hf_vit_dir), budget_seconds=60, output_dir=tmp_path / "run", settings=settings())
+    assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
+
+
+def test_vit_transfer_auto_is_the_function_after_its_package_is_imported():
+    import vit_transfer
+    import vit_transfer.autoselect.run  # noqa: F401  (importing the package must not shadow the function)
+    from vit_transfer import auto as exported
+    from vit_transfer.autoselect.run import auto as defined
+
+    assert exported is defined and vit_transfer.auto is defined
+
+
+def test_a_mispriced_final_run_is_stopped_at_the_budget(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """The winner's run planned on a wrong price (a millionth of a second a step) is stopped by the deadline
+    hook: the probe is returned and the budget holds."""
+    import vit_transfer.autoselect.run as auto_run
+
+    monkeypatch.setattr(auto_run._Search, "_cost_model", lambda self, winner: (0.0, 1e-6))
+    budget = 8.0
+    started = time.perf_counter()
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=budget, output_dir=tmp_path / "run",
+                  settings=settings(rates_per_method=1, max_epochs=10**6))
+    elapsed = time.perf_counter() - started
+    assert [r.stage for r in result.rows if r.stage.startswith("final")] == ["final (stopped: out of time)"]
+    assert result.chosen == "probe"
+    assert elapsed <= auto_run.OVERRUN * budget + 3.0, elapsed
+
+
+def test_a_multi_block_probe_is_pushed_with_load_vit_and_the_stock_loader_note(hf_vit_dir, folder, tmp_path):
+    from vit_transfer import load_vit
+    from vit_transfer.hub import push_run
+
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
+                  settings=settings(poolings=("cls+mean",), blocks=(2,), methods=("head",), rates_per_method=1))
+    assert result.chosen == "probe" and result.sweep.best.last_n == 2  # every fine-tune of this toy stays at chance
+    note = result.metrics["auto"]["stock_loaders"]
+    assert "last 2 block(s)" in note and "refuse the saved classifier" in note
+    push_run(out, "me/auto-probe", dry_run_dir=tmp_path / "up")
+    card = (tmp_path / "up" / "README.md").read_text()
+    assert note in card and 'load_vit("me/auto-probe")' in card and "last_n=2" in card
+    assert "linear probe on the frozen backbone" in card
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load_vit(str(tmp_path / "up")).eval()(pixels), result.model.eval()(pixels))

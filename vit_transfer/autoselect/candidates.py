@@ -1,0 +1,107 @@
+"""Which fine-tunes ``auto`` tries, at which rates, and the ``TrainRecipe`` of each run.
+
+Few images per class favour methods that move few weights (the head, biases, scales, low-rank updates)
+and a fine-tune that starts from the probe (LP-FT); with more images the full fine-tune and DoRA join.
+Each method gets log-spaced rates around what ``benchmarks/results/methods.md`` found on digits: SGD
+(the ViT paper's transfer optimiser) for the full fine-tune, AdamW for the parameter-efficient ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..adapters.lora import LoraSettings
+from ..config import ModelConfig
+from ..data import AugmentConfig, DataConfig
+from ..training.config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
+from ..training.recipe import TrainRecipe
+from .halving import Candidate
+
+FEW_IMAGES_PER_CLASS = 20  # below this many training images per class, the "few" menu
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """A menu entry: the recipe's ``method`` and the sections it sets, its optimiser and rate range."""
+
+    method: str
+    optimizer: str
+    lr_range: tuple[float, float]
+    head_init: str = "zeros"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+MENU: dict[str, MethodPlan] = {
+    "lp-ft": MethodPlan("full", "sgd", (1e-3, 3e-2), head_init="probe"),
+    "head": MethodPlan("head", "adamw", (3e-3, 1e-1)),
+    "lora": MethodPlan("lora", "adamw", (1e-3, 3e-2), lora=LoraSettings(r=8, alpha=16, merge=True)),
+    "dora": MethodPlan("lora", "adamw", (1e-3, 3e-2), lora=LoraSettings(r=8, alpha=16, merge=True, use_dora=True)),
+    "bitfit": MethodPlan("bitfit", "adamw", (1e-3, 3e-2)),
+    "ssf": MethodPlan("ssf", "adamw", (1e-3, 3e-2)),
+}
+FEW = ("lp-ft", "head", "lora", "bitfit", "ssf")
+MORE = ("lp-ft", "lora", "dora", "ssf")
+
+
+def log_rates(low: float, high: float, count: int) -> list[float]:
+    """``count`` rates evenly spaced in log10 from ``low`` to ``high`` (3 significant digits)."""
+    if count == 1:
+        return [float(f"{math.sqrt(low * high):.3g}")]
+    step = (math.log10(high) - math.log10(low)) / (count - 1)
+    return [float(f"{10 ** (math.log10(low) + i * step):.3g}") for i in range(count)]
+
+
+def methods_for(images_per_class: float) -> tuple[str, ...]:
+    return FEW if images_per_class < FEW_IMAGES_PER_CLASS else MORE
+
+
+def candidates_for(images_per_class: float, rates_per_method: int = 3,
+                   methods: "tuple[str, ...] | None" = None) -> list[Candidate]:
+    """Every (method, rate) pair of the menu for this much data, method by method, rates ascending."""
+    if not 1 <= rates_per_method <= 5:
+        raise ValueError(f"rates_per_method must be 1 to 5, got {rates_per_method}")
+    chosen = methods or methods_for(images_per_class)
+    unknown = [m for m in chosen if m not in MENU]
+    if unknown:
+        raise ValueError(f"unknown auto method(s) {unknown}; the menu is {list(MENU)}")
+    return [Candidate(m, lr) for m in chosen for lr in log_rates(*MENU[m].lr_range, rates_per_method)]
+
+
+@dataclass
+class RunSettings:
+    """What every run of one ``auto`` call shares: model, data, batch, precision, seed."""
+
+    model: str
+    data: str
+    image_size: "int | None"
+    batch_size: int
+    precision: str = "no"
+    seed: int = 0
+    num_workers: int = 0
+    val_fraction: float = 0.1
+    cpu: bool = False
+
+
+def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_dir: str, *,
+                     eval_every: "int | None" = None, test_split: "str | None" = "none") -> TrainRecipe:
+    """The ``vit-transfer train`` recipe of ``candidate`` run for ``steps`` optimiser steps.
+
+    The test split is off by default: runs that choose are scored on validation only.
+    """
+    plan = MENU[candidate.method]
+    warmup = min(max(steps // 10, 0), 100)
+    return TrainRecipe(
+        model=ModelConfig(source=run.model, image_size=run.image_size, head_init=plan.head_init),
+        data=DataConfig(source=run.data, test_split=test_split, val_fraction=run.val_fraction,
+                        split_seed=run.seed, num_workers=run.num_workers),
+        augment=AugmentConfig(crop_scale=(0.35, 1.0)),
+        method=plan.method,
+        lora=plan.lora,
+        optim=OptimConfig(name=plan.optimizer, lr=candidate.lr),
+        schedule=ScheduleConfig(name="cosine", warmup_steps=warmup),
+        train=TrainConfig(max_steps=steps, batch_size=run.batch_size, precision=run.precision, seed=run.seed,
+                          log_every=max(steps, 1), cpu=run.cpu),
+        eval=EvalConfig(every_steps=eval_every),
+        output=OutputConfig(dir=output_dir, log_with="none", overwrite=True),
+    )

@@ -1,0 +1,128 @@
+"""Successive halving (Jamieson & Talwalkar 2016; Hyperband's inner loop), pure: no training in here.
+
+Every candidate gets a short run; the better half (by validation top-1) gets a run ``eta`` times longer,
+and so on until one is left or the longest run is reached. The scorer does the work
+(``score(candidate, resource) -> val_top1``), so the rule is testable with a fake one.
+
+Budget: before each run the cost is estimated from what was measured (seconds per unit of resource, the
+candidate's own if it ran before, else the slowest seen) and the search stops when the budget's
+``remaining()`` cannot pay for it. The ranking is then the last complete rung's; a first rung cut short
+ranks the candidates it scored.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A method (a key of the candidate menu) at one learning rate."""
+
+    method: str
+    lr: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} lr={self.lr:g}"
+
+
+@dataclass
+class Trial:
+    """One scored run: ``resource`` is the run's length (optimiser steps for ``auto``)."""
+
+    candidate: Candidate
+    rung: int
+    resource: int
+    val_top1: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {**asdict(self.candidate), "rung": self.rung, "resource": self.resource, "val_top1": self.val_top1,
+                "seconds": self.seconds}
+
+
+class RemainingTime(Protocol):
+    def remaining(self) -> float: ...
+
+
+@dataclass
+class HalvingResult:
+    ranking: list[Candidate]  # best first: the last complete rung's candidates
+    trials: list[Trial] = field(default_factory=list)
+    rungs_completed: int = 0
+    stopped_by_budget: bool = False
+
+    @property
+    def winner(self) -> "Candidate | None":
+        return self.ranking[0] if self.ranking else None
+
+    def last_trial(self, candidate: Candidate) -> "Trial | None":
+        """The candidate's longest run."""
+        own = [t for t in self.trials if t.candidate == candidate]
+        return max(own, key=lambda t: t.rung) if own else None
+
+
+def rank(scored: "Sequence[tuple[Candidate, float]]", order: dict[Candidate, int]) -> list[Candidate]:
+    """Best validation top-1 first; ties go to the candidate listed first (deterministic)."""
+    return [c for c, _ in sorted(scored, key=lambda cs: (-cs[1], order[cs[0]]))]
+
+
+def successive_halving(
+    candidates: Sequence[Candidate],
+    score: Callable[[Candidate, int], float],
+    *,
+    min_resource: int,
+    max_resource: "int | None" = None,
+    eta: int = 2,
+    budget: "RemainingTime | None" = None,
+    estimate: "Callable[[Candidate, int], float] | None" = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> HalvingResult:
+    """Halve ``candidates`` rung by rung (run lengths ``min_resource * eta**rung``, capped at ``max_resource``).
+
+    Each rung keeps ``max(1, n // eta)`` candidates. Stops when one would be left (its full-length run is the
+    caller's), when the run length cannot grow any more, or when ``budget`` cannot pay for the next run.
+    ``estimate(candidate, resource)`` prices a run before any has been measured (default: free).
+    """
+    if not candidates:
+        raise ValueError("successive halving needs at least one candidate")
+    if len(set(candidates)) != len(candidates):
+        raise ValueError("candidates must be distinct")
+    if min_resource < 1 or eta < 2:
+        raise ValueError(f"min_resource must be >= 1 and eta >= 2, got {min_resource} and {eta}")
+    order = {c: i for i, c in enumerate(candidates)}
+    result = HalvingResult(ranking=[])
+    survivors = list(candidates)
+    resource, rung = min_resource, 0
+    while True:
+        scored: list[tuple[Candidate, float]] = []
+        for candidate in survivors:
+            if budget is not None and _estimate(result.trials, candidate, resource, estimate) > budget.remaining():
+                result.stopped_by_budget = True
+                if rung == 0:
+                    result.ranking = rank(scored, order)
+                return result
+            started = clock()
+            val_top1 = float(score(candidate, resource))
+            result.trials.append(Trial(candidate, rung, resource, val_top1, clock() - started))
+            scored.append((candidate, val_top1))
+        result.ranking = rank(scored, order)
+        result.rungs_completed = rung + 1
+        next_resource = resource * eta if max_resource is None else min(resource * eta, max_resource)
+        survivors = result.ranking[: max(1, len(survivors) // eta)]
+        if len(survivors) == 1 or next_resource == resource:  # the winner's full run is the caller's
+            return result
+        resource, rung = next_resource, rung + 1
+
+
+def _estimate(trials: list[Trial], candidate: Candidate, resource: int, prior=None) -> float:
+    """Seconds the next run should take: its own last rate, else the slowest rate seen; before any run, ``prior``."""
+    own = [t for t in trials if t.candidate == candidate]
+    pool = own[-1:] or trials
+    if not pool:
+        return prior(candidate, resource) if prior is not None else 0.0
+    return max(t.seconds / t.resource for t in pool) * resource if all(t.resource for t in pool) else math.inf
