@@ -14,7 +14,7 @@ METHODS = ["linear probe", "10-shot linear probe", "LoRA (r=8) fine-tune", "full
 # the embedded default must not reach for the network (its id looks like a Hub repo) nor let a library warn
 @pytest.mark.filterwarnings("error::FutureWarning", "error::UserWarning")
 def test_short_quickstart_writes_table_and_models(tmp_path, capsys, no_network):
-    rows = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=2, progress=False))
+    rows = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=2, progress=False, auto_budget=0))
     assert [r["method"] for r in rows] == METHODS
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == rows
@@ -33,7 +33,7 @@ def test_short_quickstart_writes_table_and_models(tmp_path, capsys, no_network):
     table = capsys.readouterr().out
     assert "full fine-tune, random init" in table and "test accuracy" in table
     # run again into the same folder: the quickstart replaces its own earlier runs (a run owns its folder)
-    again = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=1, progress=False))
+    again = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=1, progress=False, auto_budget=0))
     assert [r["method"] for r in again] == METHODS
 
 
@@ -57,3 +57,6 @@ def test_full_quickstart_meets_its_targets(tmp_path, cli_threads):
     assert rows["linear probe"]["accuracy"] >= 0.90
     assert rows["full fine-tune"]["accuracy"] - rows["full fine-tune, random init"]["accuracy"] >= 0.20
     assert sum(r["seconds"] for r in rows.values()) < 300
+    auto_row = next(r for name, r in rows.items() if name.startswith("auto (90 s)"))
+    assert auto_row["seconds"] <= 1.1 * 90 + 5  # its budget, within 10% (and the test split's scoring)
+    assert auto_row["accuracy"] >= 0.85

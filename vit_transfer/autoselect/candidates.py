@@ -84,10 +84,12 @@ class RunSettings:
 
 
 def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_dir: str, *,
-                     eval_every: "int | None" = None, test_split: "str | None" = "none") -> TrainRecipe:
+                     eval_every: "int | None" = None, test_split: "str | None" = "none",
+                     wise_ft: bool = False) -> TrainRecipe:
     """The ``vit-transfer train`` recipe of ``candidate`` run for ``steps`` optimiser steps.
 
-    The test split is off by default: runs that choose are scored on validation only.
+    The test split is off by default: runs that choose are scored on validation only. ``wise_ft``: the run ends
+    with WiSE-FT (alpha chosen on validation, 1 included: never below the fine-tune there).
     """
     plan = MENU[candidate.method]
     warmup = min(max(steps // 10, 0), 100)
@@ -101,7 +103,7 @@ def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_
         optim=OptimConfig(name=plan.optimizer, lr=candidate.lr),
         schedule=ScheduleConfig(name="cosine", warmup_steps=warmup),
         train=TrainConfig(max_steps=steps, batch_size=run.batch_size, precision=run.precision, seed=run.seed,
-                          log_every=max(steps, 1), cpu=run.cpu),
+                          log_every=max(steps, 1), cpu=run.cpu, wise_ft=wise_ft),
         eval=EvalConfig(every_steps=eval_every),
         output=OutputConfig(dir=output_dir, log_with="none", overwrite=True),
     )

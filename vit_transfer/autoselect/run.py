@@ -28,10 +28,11 @@ import torch
 from ..config import ModelConfig
 from ..data import DataConfig, load_image_datasets
 from ..errors import ConfigError, DataError, VitTransferError
+from ..precision import resolve_precision
 from ..probe.config import ProbeConfig, ProbeRecipe
 from ..runs.files import TMP_PREFIX, command_line, library_versions, write_json
 from .budget import Budget
-from .candidates import RunSettings, candidate_recipe, candidates_for
+from .candidates import MENU, RunSettings, candidate_recipe, candidates_for
 from .halving import Candidate, HalvingResult, successive_halving
 from .leaderboard import Row, write_leaderboard
 from .probe_sweep import (BLOCK_CHOICES, POOLING_CHOICES, ProbeSweep, attach_probe, block_choices,
@@ -75,7 +76,7 @@ class AutoSettings:
     val_fraction: float = 0.1  # carved from train when the folder has no validation split
     seed: int = 0
     num_workers: int = 0
-    precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    precision: str = "auto"  # auto: bf16 where the hardware has it (vit_transfer.precision), else fp32
     cpu: bool = False
     overwrite: bool = False  # replace a non-empty output_dir
     progress: bool = True
@@ -176,9 +177,7 @@ class _Search:
         self.datasets, self.settings, self.budget, self.staging = datasets, settings, budget, staging
         self.rows: list[Row] = []
         self.trial_metrics: dict[tuple[Candidate, int], dict] = {}
-        self.precision = settings.precision
-        if self.precision == "auto":
-            self.precision = "bf16" if torch.cuda.is_available() and not settings.cpu else "no"
+        self.precision = resolve_precision(settings.precision, settings.cpu)  # the one rule (vit_transfer.precision)
 
     # -- 1. probe sweep
     def run(self) -> AutoResult:
@@ -334,8 +333,13 @@ class _Search:
         last = halving.last_trial(winner)
         if last.val_top1 < 0 or not self.trial_metrics:  # every run failed or was cut short
             return None
+        from ..methods import get_method
+        from ..training.config import TrainConfig
+
         fixed, per_step = self._cost_model(winner)
-        evaluations = s.evaluations + 1  # keep-best also scores step 0
+        wise_ft = get_method(MENU[winner.method].method).has_plain_form
+        # keep-best also scores step 0; WiSE-FT scores each of its alphas
+        evaluations = s.evaluations + 1 + (len(TrainConfig.wise_ft_alphas) if wise_ft else 0)
         wrap_up = fixed + self.end_reserve
         # plan on 90% of what is left: the machine's speed varies between the measured runs and this one
         evaluation = per_step * math.ceil(len(data.eval) / self.batch)  # a pass over validation <= as many steps
@@ -348,7 +352,7 @@ class _Search:
         budget.stage(f"winner: {winner.label}, {steps} steps")
         folder = self.staging / "final"
         recipe = candidate_recipe(self._run_settings(), winner, steps, str(folder),
-                                  eval_every=max(1, steps // s.evaluations))
+                                  eval_every=max(1, steps // s.evaluations), wise_ft=wise_ft)
         started = time.perf_counter()
         try:
             result = train(recipe, command="vit-transfer auto", hooks=[self._deadline_hook(reserve=wrap_up)])
@@ -359,8 +363,14 @@ class _Search:
                                  time.perf_counter() - started, "final (stopped: out of time)"))
             shutil.rmtree(folder, ignore_errors=True)
             return None
+        m = result.metrics
+        seconds = time.perf_counter() - started
         self.rows.append(Row(winner.method, winner.lr, "lr", steps, steps / self.steps_per_epoch,
-                             float(result.metrics["eval_top1"]), time.perf_counter() - started, "final"))
+                             float(m.get("finetuned_eval_top1", m["eval_top1"])), seconds,
+                             f"final (keep-best: step {m.get('best_step')})"))
+        if wise_ft:
+            self.rows.append(Row(f"{winner.method} + WiSE-FT", m["wise_ft_alpha"], "alpha", steps,
+                                 steps / self.steps_per_epoch, float(m["eval_top1"]), 0.0, "final, interpolated"))
         return folder, result, recipe
 
     def _deadline_hook(self, reserve: float = 0.0):
