@@ -326,6 +326,7 @@ def worker(job: dict, args, queue) -> None:
     stamps: list[float] = []
     memory: dict = {}
     started = time.perf_counter()
+    outer_tempdir = tempfile.tempdir
     tempfile.tempdir = tempfile.mkdtemp(prefix="bench-run-")  # this run's checkpoints and outputs, removed after
     try:
         if job["kind"] == "contender":
@@ -338,8 +339,9 @@ def worker(job: dict, args, queue) -> None:
         traceback.print_exc()
         queue.put({**job, "error": f"{type(exc).__name__}: {exc}"[:500], "images_per_second": float("nan")})
         return
-    finally:
+    finally:  # put the process's temp dir back: multiprocessing (DataLoader workers) makes its sockets there
         shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+        tempfile.tempdir = outer_tempdir
     device = device_of(args)
     batch = job.get("options", {}).get("batch") or args.batch
     timed = stamps[args.warmup:] if len(stamps) > args.warmup + 1 else stamps[1:]

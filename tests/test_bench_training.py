@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,9 +74,15 @@ def test_compile_seconds_is_recorded_for_a_peer_that_compiles(bench, monkeypatch
 
     monkeypatch.setitem(bench.CONTENDERS, "Trainer torch_compile", fake_trainer)
     monkeypatch.setattr(bench, "LOOP_START", [])
+    import tempfile
+
     sent = []
+    outer_tempdir, threads = tempfile.tempdir, torch.get_num_threads()
     args = bench.build_parser().parse_args(["--cpu", "--warmup", "1", "--steps", "4", "--batch", "2", "--threads", "1"])
     bench.worker({"kind": "contender", "name": "Trainer torch_compile"}, args, type("Q", (), {"put": sent.append})())
+    torch.set_num_threads(threads)  # the worker sets its own (it normally runs in a process of its own)
+    # and leaves the temp dir as it found it: a deleted one here hung every later DataLoader with workers
+    assert tempfile.tempdir == outer_tempdir
     (row,) = sent
     assert row["compile_seconds"] == 12.5 and row["loop_first_step_seconds"] == 12.5
     assert row["images_per_second"] == 2 * 2 / 1.0  # steps 2..4 (after warm-up 1): two steps of batch 2 in 1 s
