@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
-from vit_transfer.testing import write_image_folder
 from vit_transfer.training import load_train_recipe, train
 
+from test_train_loop import images, one_thread  # noqa: F401  (the same fixtures)
 from test_train_loop import write_recipe as write_sections
 
 
@@ -27,18 +27,6 @@ def write_recipe(path, source, images, out, method: str = "full", **sections):
     path.write_text(yaml.safe_dump(recipe))
     return path
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("colours"), per_class=16)  # 48 train, 24 test
 
 
 def test_a_fresh_run_refuses_a_finished_runs_folder_and_overwrite_clears_it(tmp_path, images, hf_vit_dir):

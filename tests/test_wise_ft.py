@@ -9,24 +9,12 @@ import torch
 
 from vit_transfer.errors import ConfigError
 from vit_transfer.models import load_vit
-from vit_transfer.testing import write_image_folder
 from vit_transfer.training import load_train_recipe, train
 from vit_transfer.training.wise_ft import interpolate_weights
 
+from test_train_loop import images, one_thread  # noqa: F401  (the same fixtures)
 from test_train_run import write_recipe
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("colours"), per_class=16)
 
 
 def test_interpolation_equals_its_two_ends_exactly_and_the_mean_halfway():

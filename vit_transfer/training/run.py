@@ -82,12 +82,16 @@ def run_info(recipe: TrainRecipe, model, original_size, command: str | None) -> 
 
 
 def claim_run_folder(out: Path, recipe: TrainRecipe, acc) -> None:
-    """A fresh run owns its folder: an earlier run's results (``outputs.RUN_RESULTS``) are an error, or are
+    """A fresh run owns its folder: an earlier run's results (``runs.files.RUN_RESULTS``) are an error, or are
     cleared with ``output.overwrite``, so no file of another run (an old ``adapter/``, ``evaluation/``)
-    survives into this one. A resumed run continues its own folder."""
+    survives into this one. A resumed run continues its own folder.
+
+    Every process looks and meets the others at both barriers, whatever it found: the main process alone
+    deletes, and it writes ``recipe.yaml`` only after the second barrier."""
     resume = recipe.train.resume_from_checkpoint
     if resume and not (resume == "latest" and not list_checkpoints(out)):
         return
+    acc.wait_for_everyone()
     results = earlier_run_outputs(out, RUN_RESULTS)
     if results and not recipe.output.overwrite:
         names = ", ".join(p.name for p in results)
@@ -96,12 +100,9 @@ def claim_run_folder(out: Path, recipe: TrainRecipe, acc) -> None:
             "train.resume_from_checkpoint=latest, start over with output.overwrite=true (deletes those), "
             "or pick another output.dir"
         )
-    found = earlier_run_outputs(out)
-    if not found:
-        return
     acc.wait_for_everyone()  # every process has looked before the main one deletes
     if acc.is_main_process:
-        clear_run_outputs(found)
+        clear_run_outputs(earlier_run_outputs(out))
     acc.wait_for_everyone()
 
 
