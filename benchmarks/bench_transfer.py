@@ -20,19 +20,26 @@ and skipped on the next call; ``--max-minutes N`` starts no new unit after N min
 ``transfer.md`` and ``transfer.json`` from all rows (rows of another protocol, e.g. other epochs, are left out).
 
     pip install -e ".[bench]"                                    # scikit-image, for lfw_subset
-    python benchmarks/bench_transfer.py --max-minutes 80          # one chunk; repeat until done; commit the rows
+    python benchmarks/bench_transfer.py --max-minutes 60          # one chunk; repeat until done; commit the rows
     python benchmarks/bench_transfer.py --settings lfw --methods LP-FT full
     python benchmarks/bench_transfer.py --smoke                   # tiny: the plumbing only, into a temp folder
 
-Time, estimated from the smoke run's timing (see ``--smoke``'s output, 2 torch threads on the shared 2-core CPU):
-TIME_ESTIMATE
+Time (one torch thread, the default, on the shared 2-core AMD EPYC, load ~2): ``--smoke`` (57 units on 5 images a
+class) took 2 min 24 s, ~1.5 s a unit, nearly all of it the fixed cost of a run (loading, test pass, saving). Single
+full-size units timed the same day: digits-full, 1 epoch of ``full`` (22 steps): 13 s, of which 5.5 s training and
+~8 s fixed (the 899-image test pass, loading, saving); digits-10, 5 epochs of LoRA: 11 s; lfw, 5 epochs of LP-FT:
+6 s; the probe sweep 18 / 6 / 2 s. So a run takes ~60 s on digits-full (10 epochs, 220 steps), ~25 s on digits-10
+(30 epochs, 90 steps) and ~20 s on lfw (20 epochs, 60 steps); with 6 methods x 4 rates x 3 seeds = 72 runs per
+setting plus ~9 for grids that grow, that is ~80 + 35 + 27 min of fine-tunes, ~3 min of probes and 36 min of auto
+(3 settings x 3 seeds x (60 + 180) s): **about 3 hours in all**, three chunks of ``--max-minutes 60``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import json
+import math
+import shutil
 import statistics
 import sys
 import tempfile
@@ -317,8 +324,6 @@ class Runner:
         return write_splits(self.work / "data" / f"{setting}-seed{seed}", SETTINGS[setting], seed, self.args.smoke)
 
     def __call__(self, unit: Unit) -> dict:
-        import shutil
-
         folder = self.folder(unit.setting, unit.seed)
         out = self.work / "runs" / "current"
         shutil.rmtree(out, ignore_errors=True)
@@ -515,8 +520,9 @@ def targets(summary: dict) -> list[str]:
             lines.append(f"- LP-FT >= class-token probe on {setting}: waiting for runs.")
         else:
             ok = test(lp) >= test(cls_probe)
+            start = "" if lp.get("probe_val") is None else f"; LP-FT's own probe start: val {_pct(lp['probe_val'])}"
             lines.append(f"- LP-FT >= class-token probe on {setting}: {'yes' if ok else 'NO'} (test {_pct(test(lp))} "
-                         f"vs {_pct(test(cls_probe))}; val {_pct(lp['val'])} vs {_pct(cls_probe['val'])}).")
+                         f"vs {_pct(test(cls_probe))}; val {_pct(lp['val'])} vs {_pct(cls_probe['val'])}{start}).")
     autos = [e["name"] for e in next(iter(summary.values()))["entries"] if e["kind"] == "auto"] if summary else []
     for name in autos:
         for setting in summary:
@@ -550,8 +556,9 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
     epochs = ", ".join(f"{s} {epochs_of(args, s):g}" for s in args.settings)
     machines = "; ".join(sorted({r["machine"] for r in rows})) or "-"
     lines = ["# Transfer methods, probes and auto on the same images (shipped Fashion-MNIST ViT, 32 px)", "",
-             "`python benchmarks/bench_transfer.py" + (" --smoke" if args.smoke else " --max-minutes 80")
-             + "` (repeated until every run is in). Rows: `transfer.jsonl`"
+             "`python benchmarks/bench_transfer.py" + (" --smoke`" if args.smoke else
+                                                       " --max-minutes 60` (repeated until every run is in)")
+             + ". Rows: `transfer.jsonl`"
              + (f" ({left_out} row(s) of another protocol left out)" if left_out else "") + ".", ""]
     if args.smoke:
         lines += ["**Smoke run: a few images per class, 1 epoch, tiny budgets. The numbers mean nothing.**", ""]
@@ -621,11 +628,13 @@ def main(argv: "list[str] | None" = None, runner: "Callable[[Unit], dict] | None
     out = args.output or (scratch if args.smoke else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / f"{NAME}.jsonl"
+    work = None
     if runner is None:
         import torch
 
         torch.set_num_threads(args.threads)
-        runner = Runner(args, scratch or Path(tempfile.mkdtemp(prefix="bench_transfer_")))
+        work = Path(tempfile.mkdtemp(prefix="bench_transfer_work_"))  # image folders and the run in progress
+        runner = Runner(args, work)
     started = clock()
     todo, _ = plan(args, read_rows(rows_path))
     print(f"rows in {rows_path}; {len(todo)} unit(s) to do (more if a grid grows)", flush=True)
@@ -634,7 +643,11 @@ def main(argv: "list[str] | None" = None, runner: "Callable[[Unit], dict] | None
         pending, _ = plan(args, read_rows(rows_path))
         return pending[0] if pending else None
 
-    run_chunk(next_unit, runner, rows_path, max_minutes=args.max_minutes, clock=clock, name=str)
+    try:
+        run_chunk(next_unit, runner, rows_path, max_minutes=args.max_minutes, clock=clock, name=str)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     result = rebuild(args, out)
     print(result["page"])
     print(f"wrote {out / (NAME + '.md')} ({clock() - started:.0f} s)")
