@@ -506,7 +506,9 @@ def table(summary: dict, setting: str) -> list[str]:
 
 def targets(summary: dict) -> list[str]:
     """The issue's four targets, each checked with its numbers (or what is still missing)."""
-    lines = ["## Targets", ""]
+    lines = ["## Targets", "", "Checked on test top-1 (mean over seeds). 'Best single method': the one non-auto row (a "
+             "fine-tune at its chosen rate, or a probe) with the best test top-1 averaged over the settings; auto's "
+             "budget: its longest run's wall seconds over the budget.", ""]
 
     def entry(setting, name):
         return next((e for e in summary[setting]["entries"] if e["name"] == name), None)
