@@ -41,16 +41,16 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+import resumable  # benchmarks/resumable.py: the rows file (benchmarks/ is on sys.path when a script here runs)
+from resumable import ResultsFileError, check_fraction, from_list, machine, run_chunk  # noqa: F401 (re-exported)
 from vit_transfer.models.pos_embed_kinds import POS_EMBED_KINDS as VARIANTS  # none ... relative
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,45 +67,16 @@ BUDGET_NOTE = ("measured with `--measure-steps 4` on one thread of the 2-core AM
                "per 666-step run")
 
 
-class ResultsFileError(ValueError):
-    """A results line that cannot be read: named by file and line, never skipped."""
+# --- the rows file (benchmarks/resumable.py) --------------------------------------------------------------------
+def check_row(row: dict) -> "str | None":
+    if row["variant"] not in VARIANTS:
+        return f"unknown variant {row['variant']!r} (known: {', '.join(VARIANTS)})"
+    return check_fraction(row, "test_top1")
 
 
-# --- the rows file ---------------------------------------------------------------------------------------------
 def read_rows(path: Path) -> list[dict]:
     """Every row of the results file (none if it does not exist); a malformed line is an error naming it."""
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ResultsFileError(f"{where}: not JSON ({exc.msg}); fix or delete that line "
-                                   "(its run is re-run once the line is gone)") from exc
-        if not isinstance(row, dict):
-            raise ResultsFileError(f"{where}: a {type(row).__name__}, not a JSON object with {', '.join(ROW_KEYS)}")
-        missing = [key for key in ROW_KEYS if key not in row]
-        if missing:
-            raise ResultsFileError(f"{where}: missing {', '.join(missing)}")
-        if row["variant"] not in VARIANTS:
-            raise ResultsFileError(f"{where}: unknown variant {row['variant']!r} (known: {', '.join(VARIANTS)})")
-        if not isinstance(row["test_top1"], (int, float)) or not 0.0 <= row["test_top1"] <= 1.0:
-            raise ResultsFileError(f"{where}: test_top1 {row['test_top1']!r} is not a fraction in [0, 1]")
-        rows.append(row)
-    return rows
-
-
-def append_row(path: Path, row: dict) -> None:
-    """One finished run, on disk before the next one starts (a line of its own, flushed and fsynced)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    return resumable.read_rows(path, ROW_KEYS, check_row)
 
 
 # --- what to run -----------------------------------------------------------------------------------------------
@@ -167,30 +138,8 @@ def train_run(variant: str, seed: int, args: argparse.Namespace, run_dir: Path) 
             "test_examples": m.get("test_examples"), "resumed_from": result.resumed_from}
 
 
-def machine() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch thread(s)"
-
-
 def commit() -> str:
-    """The checkout's commit, ``+dirty`` when the code a run depends on differs from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "vit_transfer", "recipes",
-                                "benchmarks/pos_embed_ablation.py"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
+    return resumable.commit(["vit_transfer", "recipes", "benchmarks/pos_embed_ablation.py", "benchmarks/resumable.py"])
 
 
 def run_pending(args: argparse.Namespace, rows_path: Path, work_dir: Path,
@@ -198,25 +147,23 @@ def run_pending(args: argparse.Namespace, rows_path: Path, work_dir: Path,
                 clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] = print) -> list[dict]:
     """Run what the rows file lacks, appending each finished run at once; after ``args.max_minutes`` no new
     run starts. Returns the rows this call added."""
-    start = clock()
     budget = budget_of(args)
     todo = pending(args.variants, args.seeds, read_rows(rows_path), budget)
     log(f"{len(todo)} run(s) to do: {', '.join(f'{v}/{s}' for v, s in todo) or 'none'}")
-    added = []
-    for variant, seed in todo:
-        if args.max_minutes is not None and clock() - start >= 60 * args.max_minutes:
-            log(f"--max-minutes {args.max_minutes:g} reached: stopping before {variant}/{seed}; run again to go on")
-            break
+
+    def run_unit(unit: tuple[str, int]) -> dict:
+        variant, seed = unit
         run_dir = run_dir_for(work_dir, budget, variant, seed)
         began = clock()
         fields = train_fn(variant, seed, args, run_dir)
         row = {"variant": variant, "seed": seed, **fields, "seconds": round(clock() - began, 1),
                "machine": machine(), "commit": commit(), "budget": budget}
-        append_row(rows_path, row)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: model/ stays for the figures
-        added.append(row)
         log(f"{variant} seed {seed}: test top-1 {row['test_top1']:.4f} ({row['seconds']:.0f} s) -> {rows_path.name}")
-    return added
+        return row
+
+    return run_chunk(from_list(todo), run_unit, rows_path, max_minutes=args.max_minutes, clock=clock, log=log,
+                     name=lambda unit: f"{unit[0]}/{unit[1]}")
 
 
 # --- the page, the numbers and the figures ---------------------------------------------------------------------

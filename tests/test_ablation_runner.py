@@ -15,6 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def ablation():
+    import sys
+
+    if str(ROOT / "benchmarks") not in sys.path:  # the script imports benchmarks/resumable.py, as when run there
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("pos_embed_ablation", ROOT / "benchmarks" / "pos_embed_ablation.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
