@@ -103,3 +103,19 @@ def test_the_cycle_finder_finds_a_cycle_and_names_its_edges():
     assert layer("vit_transfer.training.loop") == "training"
     # run.py imports lp_ft only inside train(): function-level imports are found like module-level ones
     assert "vit_transfer.training.lp_ft" in imported_modules(PACKAGE / "training" / "run.py")
+
+
+def test_method_names_are_tested_only_inside_the_method_registry():
+    """A method owns what is about it: no module outside ``vit_transfer/methods`` branches on a method's name
+    (it asks the ``Method``: ``card_title``, ``options_section``, ``peft_type``, ``has_plain_form``, ...)."""
+    import re
+
+    from vit_transfer.methods import METHODS
+
+    names = "|".join(METHODS)
+    pattern = re.compile(rf"""method\s*[!=]=\s*["']({names})["']|["']({names})["']\s*[!=]=\s*[\w.]*method\b""")
+    assert pattern.search('if run.method == "lora":') and pattern.search("'peft' != recipe.method")  # it can fail
+    found = [f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+             for path in sorted(PACKAGE.rglob("*.py")) if "methods" not in path.relative_to(PACKAGE).parts
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "method names tested outside the registry:\n" + "\n".join(found)

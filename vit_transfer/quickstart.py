@@ -57,9 +57,9 @@ def _data_config(seed: int) -> DataConfig:
     return DataConfig(source="sklearn:digits", eval_split="none", test_split="test", split_seed=seed, num_workers=0)
 
 
-def _recipe(cfg: QuickstartConfig, name: str, method: str, pretrained: bool, lr: float) -> TrainRecipe:
+def _recipe(cfg: QuickstartConfig, name: str, method: str, pretrained: bool, lr: float, optimizer: str) -> TrainRecipe:
     max_steps = cfg.max_steps
-    optim = (OptimConfig(name="adamw", lr=lr, weight_decay=0.0, clip_grad_norm=1.0) if method == "lora"
+    optim = (OptimConfig(name="adamw", lr=lr, weight_decay=0.0, clip_grad_norm=1.0) if optimizer == "adamw"
              else OptimConfig(name="sgd", lr=lr, momentum=0.9, clip_grad_norm=1.0))
     return TrainRecipe(
         model=ModelConfig(source=cfg.model, image_size=cfg.image_size, pretrained=pretrained, attention=cfg.attention),
@@ -108,10 +108,12 @@ def run_quickstart(cfg: QuickstartConfig | None = None) -> list[dict]:
         rows.append(_row(f"{cfg.shots}-shot linear probe", head_params,
                          feature_seconds + probe.seconds.get("fewshot", 0.0), shot.mean, True))
 
-    for name, method, pretrained, lr in (("lora", "lora", True, cfg.lora_lr), ("full_finetune", "full", True, cfg.lr),
-                                         ("full_finetune_random_init", "full", False, cfg.lr)):
+    # LoRA with AdamW, the full fine-tunes with SGD (each choice: benchmarks/results/quickstart_selection.md)
+    for name, method, pretrained, lr, optimizer in (("lora", "lora", True, cfg.lora_lr, "adamw"),
+                                                    ("full_finetune", "full", True, cfg.lr, "sgd"),
+                                                    ("full_finetune_random_init", "full", False, cfg.lr, "sgd")):
         start = time.perf_counter()
-        result = train(_recipe(cfg, name, method, pretrained, lr), command="vit-transfer quickstart")
+        result = train(_recipe(cfg, name, method, pretrained, lr, optimizer), command="vit-transfer quickstart")
         label = {"lora": f"LoRA (r={cfg.lora_r}) fine-tune", "full_finetune": "full fine-tune",
                  "full_finetune_random_init": "full fine-tune, random init"}[name]
         rows.append(_row(label, int(result.metrics["trainable_parameters"]), time.perf_counter() - start,

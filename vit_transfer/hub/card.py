@@ -52,7 +52,7 @@ def build_model_card(run: RunFolder, staged: StagedModel, repo_id: str, token: s
 
     tags = ["vit-transfer", "image-classification", "vision-transformer", "transfer-learning",
             LIBRARY_TAG[staged.ecosystem]]
-    peft_type = str(run.adapter_config.get("peft_type") or ("LORA" if run.method == "lora" else "")).lower()
+    peft_type = str(run.adapter_config.get("peft_type") or _method_peft_type(run.method) or "").lower()
     if staged.library_name == "peft" or peft_type:
         tags += ["peft"] + ([peft_type] if peft_type else [])
     data = ModelCardData(
@@ -332,6 +332,13 @@ def _results_section(metrics: dict, recipe: dict) -> list[str]:
     if not rows:
         return []
     return ["## Results", "| Split | Top-1 accuracy | Top-5 accuracy | Loss |\n|---|---|---|---|\n" + "\n".join(rows)]
+
+
+def _method_peft_type(method: str | None) -> str | None:
+    """The peft tuner a method always uses (LoRA's), for a card without the adapter's own config."""
+    from ..methods import METHODS
+
+    return METHODS[method].peft_type if method in METHODS else None
 
 
 def _method_note(method: str | None) -> str:

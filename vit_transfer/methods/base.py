@@ -62,6 +62,7 @@ class Method:
     writes_adapter: bool = False  # OUTPUT_DIR/adapter (peft layout) as well as / instead of OUTPUT_DIR/model
     options_section: str | None = None  # the recipe section it reads (lora:, peft:, vpt:), if any
     has_plain_form: bool = True  # plain_copy gives the stock architecture (train.wise_ft needs it)
+    peft_type: str | None = None  # the peft tuner it always uses (LoRA: "LORA"; method: peft reads it from its config)
 
     def validate(self, options: MethodOptions) -> None:
         """Check this method's recipe settings when the recipe is read (raise ``ConfigError`` naming the key)."""

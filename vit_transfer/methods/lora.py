@@ -17,6 +17,7 @@ class LoRA(Method):
     title = "LoRA (peft)"
     writes_adapter = True
     options_section = "lora"
+    peft_type = "LORA"
 
     def card_title(self, adapter_config: dict) -> str:
         variants = [v for v, key in (("DoRA", "use_dora"), ("rsLoRA", "use_rslora")) if adapter_config.get(key)]
