@@ -10,7 +10,7 @@ import yaml
 
 from vit_transfer.adapters import LoraSettings, apply_lora, load_adapter, merge_adapter
 from vit_transfer.errors import ConfigError
-from vit_transfer.methods import METHODS, MethodOptions, prepare_method
+from vit_transfer.methods import METHODS, prepare_method
 from vit_transfer.models import load_vit
 from vit_transfer.testing import write_image_folder
 from vit_transfer.training import fit, load_train_recipe, train
@@ -191,7 +191,7 @@ def test_peft_tuners_train_only_their_weights_and_the_head(bases, ecosystem, pef
     leaves = model.default_lora_targets()  # LoRA's default targets, read before peft replaces the layers
     lora_targets = sorted(n for n, m in model.model.named_modules()
                           if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in leaves)
-    prepared = prepare_method(model, "peft", MethodOptions(peft={"peft_type": peft_type, **PEFT_TYPES[peft_type]}))
+    prepared = prepare_method(model, "peft", {"peft_type": peft_type, **PEFT_TYPES[peft_type]})
     handle = prepared.adapter
     assert handle.peft_type == peft_type
     assert handle.modules_to_save == model.head_module_names()
@@ -232,17 +232,17 @@ def test_a_peft_run_exports_an_adapter_peft_loads_and_a_merged_model(tmp_path, b
 
 def test_peft_target_modules_are_resolved_and_checked(bases):
     model = load_vit(bases["timm"], num_labels=3)
-    prepared = prepare_method(model, "peft", MethodOptions(peft={"peft_type": "IA3", "target_modules": ["qkv", "fc2"],
-                                                                 "feedforward_modules": ["fc2"]}))
+    prepared = prepare_method(model, "peft", {"peft_type": "IA3", "target_modules": ["qkv", "fc2"],
+                                              "feedforward_modules": ["fc2"]})
     cfg = prepared.adapter.peft_model.peft_config["default"]
     assert sorted(cfg.target_modules) == ["blocks.0.attn.qkv", "blocks.0.mlp.fc2", "blocks.1.attn.qkv", "blocks.1.mlp.fc2"]
     assert sorted(cfg.feedforward_modules) == ["blocks.0.mlp.fc2", "blocks.1.mlp.fc2"]
     one = prepare_method(load_vit(bases["timm"], num_labels=3), "peft",
-                         MethodOptions(peft={"peft_type": "LOKR", "target_modules": "all-linear"}))
+                         {"peft_type": "LOKR", "target_modules": "all-linear"})
     assert "blocks.1.mlp.fc1" in one.adapter.target_modules and "head" not in one.adapter.target_modules
     with pytest.raises(ConfigError, match=r"peft.target_modules: \['query'\] match no Linear"):
         prepare_method(load_vit(bases["timm"], num_labels=3), "peft",
-                       MethodOptions(peft={"peft_type": "LOHA", "target_modules": ["query"]}))
+                       {"peft_type": "LOHA", "target_modules": ["query"]})
 
 
 def test_push_knows_each_method(tmp_path, bases, images):

@@ -39,7 +39,6 @@ _LAZY = {
     "LoraSettings": "vit_transfer.adapters.lora",
     "apply_lora": "vit_transfer.adapters.lora",
     "METHODS": "vit_transfer.methods",
-    "MethodOptions": "vit_transfer.methods",
     "prepare_method": "vit_transfer.methods",
     "ProbeConfig": "vit_transfer.probe",
     "ProbeResult": "vit_transfer.probe",

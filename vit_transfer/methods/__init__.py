@@ -8,7 +8,7 @@ module here, one line in ``METHODS``, and its tests. See docs/methods.md.
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import Method, MethodOptions, PreparedMethod
+from .base import Method, PreparedMethod
 from .bitfit import BitFit
 from .full import FullFineTuning
 from .head import HeadOnly
@@ -29,9 +29,10 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def prepare_method(model, method: str, options: MethodOptions | None = None) -> PreparedMethod:
+def prepare_method(model, method: str, options=None) -> PreparedMethod:
     """Make ``model`` ready for ``method``: only what it trains keeps ``requires_grad``."""
-    return get_method(method).prepare(model, options or MethodOptions())
+    chosen = get_method(method)
+    return chosen.prepare(model, options if options is not None else chosen.default_options())
 
 
-__all__ = ["METHODS", "Method", "MethodOptions", "PreparedMethod", "get_method", "prepare_method"]
+__all__ = ["METHODS", "Method", "PreparedMethod", "get_method", "prepare_method"]

@@ -9,26 +9,15 @@ when the recipe is read, ``prepare`` before the loop and ``export`` after it; th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
-from ..adapters.lora import LoraSettings
-from ..adapters.vpt import VPTSettings
 from ..adapters.peft_adapter import AdapterHandle, count_parameters
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class MethodOptions:
-    """The recipe sections a method may read (``lora:``, ``peft:``); library callers build it directly."""
-
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    peft: dict = field(default_factory=dict)
-    vpt: VPTSettings = field(default_factory=VPTSettings)
 
 
 @dataclass
@@ -61,24 +50,29 @@ class Method:
     title: str = ""  # the model card's "Training method"
     writes_adapter: bool = False  # OUTPUT_DIR/adapter (peft layout) as well as / instead of OUTPUT_DIR/model
     options_section: str | None = None  # the recipe section it reads (lora:, peft:, vpt:), if any
+    options_type: Any = None  # that section's settings type (LoraSettings, dict, VPTSettings); None: no options
     has_plain_form: bool = True  # plain_copy gives the stock architecture (train.wise_ft needs it)
     peft_type: str | None = None  # the peft tuner it always uses (LoRA: "LORA"; method: peft reads it from its config)
 
-    def validate(self, options: MethodOptions) -> None:
+    def default_options(self) -> Any:
+        """This method's settings when none are given (a library call without a recipe)."""
+        return self.options_type() if self.options_type is not None else None
+
+    def validate(self, options: Any) -> None:
         """Check this method's recipe settings when the recipe is read (raise ``ConfigError`` naming the key)."""
 
     def select(self, model) -> Callable[[str, nn.Parameter], bool]:
         """``(name, parameter) -> trains?`` over ``model.named_parameters()``."""
         raise NotImplementedError
 
-    def prepare(self, model, options: MethodOptions) -> PreparedMethod:
+    def prepare(self, model, options: Any = None) -> PreparedMethod:
         """Set ``requires_grad`` on exactly what this method trains."""
         trains = self.select(model)
         for name, p in model.named_parameters():
             p.requires_grad_(bool(trains(name, p)))
         return PreparedMethod(self.name, *count_parameters(model), self.title)
 
-    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
+    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: Any = None) -> None:
         """Write the trained result into the run folder; by default a plain model the stock loaders read."""
         save_plain_model(model, output_dir)
 

@@ -15,7 +15,7 @@ import dataclasses
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import Method, MethodOptions, PreparedMethod, export_adapter, merged_copy
+from .base import Method, PreparedMethod, export_adapter, merged_copy
 
 # tuners that add or reroute tokens of a language model, not layers of a vision backbone
 NOT_FOR_VISION = {"PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING", "ADAPTION_PROMPT",
@@ -83,7 +83,7 @@ class PeftTuner(Method):
     name = "peft"
     title = "peft tuner"
     writes_adapter = True
-    options_section = "peft"
+    options_section, options_type = "peft", dict  # the peft: mapping, handed to peft's config class
 
     def card_title(self, adapter_config: dict) -> str:
         peft_type = adapter_config.get("peft_type")
@@ -91,22 +91,22 @@ class PeftTuner(Method):
         variants = [v for v, key in (("DoRA", "use_dora"), ("rsLoRA", "use_rslora")) if adapter_config.get(key)]
         return text + (f" ({', '.join(variants)})" if variants else "")
 
-    def validate(self, options: MethodOptions) -> None:
-        cls, rest = split_peft_mapping(options.peft)
+    def validate(self, options: dict) -> None:
+        cls, rest = split_peft_mapping(options)
         try:  # the options alone (targets are resolved once the model is loaded)
             named = list(rest.get("target_modules") or []) + list(rest.get("feedforward_modules") or [])
             cls(**{**rest, "target_modules": named or ["placeholder"]})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"peft ({cls.__name__}): {exc}") from exc
 
-    def prepare(self, model, options: MethodOptions) -> PreparedMethod:
+    def prepare(self, model, options=None) -> PreparedMethod:
         from ..adapters.peft_adapter import apply_peft_config
 
-        handle = apply_peft_config(model, build_peft_config(model, options.peft))
+        handle = apply_peft_config(model, build_peft_config(model, options))
         return PreparedMethod(self.name, handle.trainable_parameters, handle.total_parameters,
                               handle.description, handle)
 
-    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
+    def export(self, model, prepared: PreparedMethod, output_dir: Path, options=None) -> None:
         export_adapter(model, output_dir, merge=True)
 
     def plain_copy(self, model):

@@ -9,18 +9,18 @@ from pathlib import Path
 
 from ..adapters.ssf import apply_ssf, merge_ssf
 from ..adapters.peft_adapter import count_parameters
-from .base import Method, MethodOptions, PreparedMethod, save_plain_model
+from .base import Method, PreparedMethod, save_plain_model
 
 
 class SSF(Method):
     name = "ssf"
     title = "SSF (scale-and-shift features, merged into the weights)"
 
-    def prepare(self, model, options: MethodOptions) -> PreparedMethod:
+    def prepare(self, model, options=None) -> PreparedMethod:
         layers = apply_ssf(model)
         return PreparedMethod(self.name, *count_parameters(model), f"SSF on {len(layers)} linear and norm layers + head")
 
-    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
+    def export(self, model, prepared: PreparedMethod, output_dir: Path, options=None) -> None:
         merge_ssf(model)  # from here on the model is the stock architecture
         save_plain_model(model, output_dir)
 

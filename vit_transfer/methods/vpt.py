@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..adapters.vpt import PROMPTS_FILE, apply_vpt, prompts_to_registers, save_prompts
+from ..adapters.vpt import PROMPTS_FILE, VPTSettings, apply_vpt, prompts_to_registers, save_prompts
 from ..adapters.peft_adapter import count_parameters
-from .base import Method, MethodOptions, PreparedMethod
+from .base import Method, PreparedMethod
 
 
 class VPT(Method):
     name = "vpt"
     title = "Visual prompt tuning (prompts + head)"
     options_section = "vpt"
+    options_type = VPTSettings
 
-    def prepare(self, model, options: MethodOptions) -> PreparedMethod:
-        apply_vpt(model, options.vpt)
-        kind = "deep" if options.vpt.deep else "shallow"
-        return PreparedMethod(self.name, *count_parameters(model), f"VPT-{kind}, {options.vpt.tokens} prompt tokens + head")
+    def prepare(self, model, options=None) -> PreparedMethod:
+        apply_vpt(model, options)
+        kind = "deep" if options.deep else "shallow"
+        return PreparedMethod(self.name, *count_parameters(model), f"VPT-{kind}, {options.tokens} prompt tokens + head")
 
-    def export(self, model, prepared: PreparedMethod, output_dir: Path, options: MethodOptions) -> None:
+    def export(self, model, prepared: PreparedMethod, output_dir: Path, options=None) -> None:
         from ..runs.files import replace_dir
 
         if prompts_to_registers(model):  # a stock timm model with register tokens

@@ -45,9 +45,11 @@ class TrainRecipe:
             raise ConfigError(f"model.head_init: probe fits a linear probe; model.head must be linear, got {self.model.head!r}")
 
     def method_options(self):
-        from ..methods import MethodOptions
+        """The settings of ``method``: its own recipe section (``Method.options_section``), or None."""
+        from ..methods import get_method
 
-        return MethodOptions(lora=self.lora, peft=self.peft, vpt=self.vpt)
+        section = get_method(self.method).options_section
+        return getattr(self, section) if section else None
 
 
 def load_train_recipe(path: "str | Path | None", overrides: "list[str] | None" = None) -> TrainRecipe:
