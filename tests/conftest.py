@@ -67,3 +67,20 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     yield attempts
     assert not attempts, f"network access attempted: {attempts}"
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module, as when run from there (``benchmarks/`` on ``sys.path`` for its
+    shared helpers, the module registered before it runs so its dataclasses can find it)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,26 +3,19 @@ their own folder, a malformed results line stops it by name, and --max-minutes e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    import sys
-
-    if str(ROOT / "benchmarks") not in sys.path:  # the script imports benchmarks/resumable.py, as when run there
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("pos_embed_ablation", ROOT / "benchmarks" / "pos_embed_ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pos_embed_ablation")
 
 
 class FakeTraining:

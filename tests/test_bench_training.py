@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_training", ROOT / "benchmarks" / "bench_training.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_training")
 
 
 @pytest.mark.parametrize("argv", [[], ["--cpu", "--precision", "bf16", "--image-size", "32", "--steps", "13"]])

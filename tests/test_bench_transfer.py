@@ -3,25 +3,18 @@ validation top-1 over seeds, the page is rebuilt from the rows with the targets 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def bt():
-    if str(ROOT / "benchmarks") not in sys.path:  # the script imports benchmarks/resumable.py, as when run there
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("bench_transfer", ROOT / "benchmarks" / "bench_transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_transfer"] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_transfer")
 
 
 def rows_for(lr_scores: dict[float, list[float]]) -> list[dict]:
