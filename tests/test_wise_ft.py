@@ -72,3 +72,11 @@ def test_wise_ft_picks_alpha_on_validation_and_saves_a_stock_model(tmp_path, ima
 def test_wise_ft_refuses_a_method_without_a_plain_form(tmp_path, images, hf_vit_dir):
     with pytest.raises(ConfigError, match="train.wise_ft.*'vpt'"):
         run(tmp_path, hf_vit_dir, images, [0.5], method="vpt")
+
+
+def test_wise_ft_without_a_validation_split_is_a_clear_error(tmp_path, images, hf_vit_dir):
+    path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "run", data={"val_fraction": 0.0},
+                        train={"max_steps": 2, "wise_ft": True})
+    with pytest.raises(ConfigError, match="train.wise_ft chooses its alpha on the validation split"):
+        train(load_train_recipe(path))
+    assert not (tmp_path / "run" / "model").exists()

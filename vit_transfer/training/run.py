@@ -132,6 +132,9 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
 
     with acc.main_process_first():  # downloads and caches happen once
         data = load_image_datasets(recipe.data)
+    if t.wise_ft and data.eval is None:
+        raise ConfigError("train.wise_ft chooses its alpha on the validation split: set data.val_fraction > 0 "
+                          "or data.eval_split")
     model = load_vit_from_config(recipe.model, data.num_labels, data.id2label, t.seed)
     original_size = model.original_image_size
     method_metrics = {}
@@ -175,9 +178,6 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
             batch = {**batch, "pixel_values": model.prepare_pixels(batch["pixel_values"])}
             return mixup_cutmix(batch, data.num_labels, recipe.augment)
 
-    if t.wise_ft and eval_loader is None:
-        raise ConfigError("train.wise_ft chooses its alpha on the validation split: set data.val_fraction > 0 "
-                          "or data.eval_split")
     result: FitResult = fit(
         model, train_loader, eval_loader, test_scorer=None if t.wise_ft else test_report,
         optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
