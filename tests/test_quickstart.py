@@ -14,7 +14,9 @@ METHODS = ["linear probe", "10-shot linear probe", "LoRA (r=8) fine-tune", "full
 # the embedded default must not reach for the network (its id looks like a Hub repo) nor let a library warn
 @pytest.mark.filterwarnings("error::FutureWarning", "error::UserWarning")
 def test_short_quickstart_writes_table_and_models(tmp_path, capsys, no_network):
-    rows = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=2, progress=False, auto_budget=0))
+    # 16 px (a 4x4 grid) keeps this end-to-end check quick; the slow test runs the documented 32 px
+    rows = run_quickstart(QuickstartConfig(output_dir=str(tmp_path), max_steps=2, progress=False, auto_budget=0,
+                                           image_size=16))
     assert [r["method"] for r in rows] == METHODS
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == rows
@@ -36,7 +38,7 @@ def test_short_quickstart_writes_table_and_models(tmp_path, capsys, no_network):
     from vit_transfer.quickstart import _recipe
     from vit_transfer.training import train
 
-    cfg = QuickstartConfig(output_dir=str(tmp_path), max_steps=1, progress=False)
+    cfg = QuickstartConfig(output_dir=str(tmp_path), max_steps=1, progress=False, image_size=16)
     before = (tmp_path / "full_finetune" / "metrics.json").stat().st_mtime_ns
     assert train(_recipe(cfg, "full_finetune", "full", True, cfg.lr, "sgd")).metrics["steps"] == 1
     assert (tmp_path / "full_finetune" / "metrics.json").stat().st_mtime_ns > before
