@@ -53,7 +53,6 @@ class FitResult:
     model: nn.Module | None = None
     state: TrainState | None = None
     resumed_from: str | None = None
-    best_step: int | None = None  # keep-best: the step whose weights ``model`` holds
 
 
 Hook = Callable[[TrainState], None]
@@ -135,6 +134,7 @@ class TrainingRunner:
         self.unwrapped = acc.unwrap_model(self.model)
         self.best = BestSoFar(changing_tensor_names(self.unwrapped))
         self.evals: list[dict] = []  # the validation curve: {"step", "top1", "top5", "loss"}
+        self.last_scores: dict | None = None  # the latest validation's full scores (this process's run only)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if cfg.compile:  # after prepare (DDP wraps first) and after model.attention was set; eval stays eager
             self.model = torch.compile(self.model)
@@ -367,7 +367,8 @@ class TrainingRunner:
         metrics: dict = {}
         skipped_eval = 0
         if self.eval_dl is not None:
-            scores = self.last_scores if self.evals and self.evals[-1]["step"] == state.step else self.validate()
+            just_scored = self.last_scores is not None and self.evals[-1]["step"] == state.step  # early stop
+            scores = self.last_scores if just_scored else self.validate()
             if self.keep_best and self.best.step is not None:
                 if self.best.step != state.step:
                     self.best.restore(self.unwrapped)
@@ -412,7 +413,7 @@ class TrainingRunner:
         if acc.log_with:
             acc.end_training()
         return FitResult(metrics=metrics, history=self.history, model=self.unwrapped, state=state,
-                         resumed_from=self.resumed_from, best_step=metrics.get("best_step"))
+                         resumed_from=self.resumed_from)
 
 
 def fit(model: nn.Module, train_loader, eval_loader=None, **options) -> FitResult:

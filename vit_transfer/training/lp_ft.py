@@ -66,12 +66,10 @@ def init_head_from_probe(model, data, *, batch_size: int, precision: str = "no",
     val = features(data.eval, "LP-FT probe: validation features") if getattr(data, "eval", None) is not None else None
     if val is not None and len(val) == 0:
         val = None
-    if val is not None:  # C chosen and the probe scored on validation, fitted on train alone
-        result, probe = run_linear_probe({"train": train, "eval": val}, model.num_labels, config, seed,
-                                         device=train.features.device, choose_on_eval=True)
-    else:  # the probe's own rule without a validation split: C on a stratified slice of train
-        result, probe = run_linear_probe({"train": train, "eval": train}, model.num_labels, config, seed,
-                                         device=train.features.device)
+    # with a validation split: C chosen and the probe scored there, fitted on train alone; without one, the
+    # probe's own rule (C on a stratified slice of train)
+    result, probe = run_linear_probe({"train": train, "eval": val if val is not None else train}, model.num_labels,
+                                     config, seed, device=train.features.device, choose_on_eval=val is not None)
     weight, bias = probe.folded()
     target = model.head_parameters()[0]
     load_linear_head(model, weight.to(target), bias.to(target))

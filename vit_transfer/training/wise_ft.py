@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .keep_best import is_better
+
 
 def interpolate_weights(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], alpha: float) -> dict:
     """``(1 - alpha) * start + alpha * end`` for every floating tensor (others, and keys only ``end`` has, from ``end``)."""
@@ -53,7 +55,7 @@ def choose_alpha(model: nn.Module, start: dict[str, torch.Tensor], alphas, score
         model.load_state_dict(interpolate_weights(start, end, alpha))
         scores = score(model)
         curve.append({"alpha": alpha, **{k: scores[k] for k in ("top1", "top5", "loss")}})
-        if best is None or (scores["top1"], -scores["loss"]) > (best.scores["top1"], -best.scores["loss"]):
+        if best is None or is_better(scores, best.scores):  # keep-best's rule; ties keep the larger alpha
             best = WiseFTChoice(alpha, dict(scores))
     model.load_state_dict(interpolate_weights(start, end, best.alpha))
     best.curve = sorted(curve, key=lambda c: c["alpha"])
