@@ -29,6 +29,12 @@ def test_resize_cli_json_and_errors(timm_vit_dir, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_console_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "vit_transfer", "resize", "--help"], capture_output=True, text=True)
-    assert proc.returncode == 0 and "--image-size" in proc.stdout
+def test_console_entry_point_runs_and_help_imports_no_deep_learning_library():
+    """``vit-transfer ... --help`` answers at once: neither the package nor the command parsers import torch."""
+    probe = ("import sys, runpy\nsys.argv = ['vit-transfer', 'resize', '--help']\ntry:\n"
+             "    runpy.run_module('vit_transfer', run_name='__main__')\nexcept SystemExit as exc:\n"
+             "    code = exc.code\n"
+             "print('imported:', [m for m in ('torch', 'timm', 'transformers', 'peft') if m in sys.modules], code)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--image-size" in proc.stdout and proc.stdout.rstrip().endswith("imported: [] 0")

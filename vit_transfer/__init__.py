@@ -1,7 +1,7 @@
 """vit-transfer: take a pretrained Vision Transformer from transformers or timm to a new task.
 
-The core (loading, resizing, heads, saving) imports eagerly; training, probing, inference, Hub and data names
-are imported on first use so ``import vit_transfer`` stays fast.
+Every public name but the errors is imported on first use: ``import vit_transfer`` (and so ``vit-transfer
+--help``, which imports the package first) does not import torch, timm or transformers.
 """
 
 from __future__ import annotations
@@ -17,13 +17,19 @@ from .errors import (
     UnknownSourceError,
     VitTransferError,
 )
-from .layers import Interpolation, resample_patch_embed, resample_pos_embed
-from .models import HeadSpec, Preprocessing, ResizeReport, TransferModel, load_vit
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it (imported lazily)
 _LAZY = {
+    "Interpolation": "vit_transfer.layers",
+    "resample_patch_embed": "vit_transfer.layers",
+    "resample_pos_embed": "vit_transfer.layers",
+    "HeadSpec": "vit_transfer.models",
+    "Preprocessing": "vit_transfer.models",
+    "ResizeReport": "vit_transfer.models",
+    "TransferModel": "vit_transfer.models",
+    "load_vit": "vit_transfer.models",
     "convert_vit": "vit_transfer.models.convert",
     "convert_checkpoint": "vit_transfer.models.convert",
     "load_vit_from_config": "vit_transfer.models.loading",
@@ -77,18 +83,10 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
-    "HeadSpec",
     "ImageSizeError",
-    "Interpolation",
     "NotAViTError",
-    "Preprocessing",
-    "ResizeReport",
-    "TransferModel",
     "UnknownSourceError",
     "VitTransferError",
     "__version__",
-    "load_vit",
-    "resample_patch_embed",
-    "resample_pos_embed",
     *_LAZY,
 ]

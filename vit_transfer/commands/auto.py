@@ -7,8 +7,6 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from ..config import ModelConfig
-
     p = subparsers.add_parser(
         "auto",
         help="choose and train the best transfer for your images within a time budget",
@@ -19,7 +17,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("data", help="an image folder (class sub-folders, optionally under train/ validation/ test/), "
                                 "a .csv/.parquet file or a Hub dataset id")
-    p.add_argument("--model", default=ModelConfig().source, help="any ViT load_vit takes (default: %(default)s)")
+    p.add_argument("--model", default=None, help="any ViT load_vit takes (default: the recipes' default, "
+                                               "model.source: the shipped vit-transfer/fashion-vit-tiny)")
     p.add_argument("--budget", default="20m", help="wall-clock budget: 90s, 20m, 1h30m (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=None, help="resize the model to this input size")
     p.add_argument("--output", required=True, help="the run folder to write (must be new or empty)")
@@ -31,11 +30,12 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..autoselect import AutoSettings, auto, parse_duration
+    from ..config import ModelConfig
 
     budget = parse_duration(args.budget)  # a malformed budget fails before anything loads
     settings = AutoSettings(overwrite=args.overwrite, cpu=args.cpu, num_workers=args.num_workers)
-    result = auto(args.data, args.model, budget_seconds=budget, image_size=args.image_size, output_dir=args.output,
-                  settings=settings)
+    result = auto(args.data, args.model or ModelConfig().source, budget_seconds=budget, image_size=args.image_size,
+                  output_dir=args.output, settings=settings)
     test = result.metrics.get("test_top1")
     print(f"returned: {result.chosen} (validation top-1 {result.val_top1:.4f}; best probe "
           f"{result.sweep.val_top1:.4f})" + (f"; test top-1 {test:.4f}" if test is not None else ""))
