@@ -59,9 +59,10 @@ def choices(result) -> dict:
 
 
 def test_picks_by_validation_only(hf_vit_dir, folder, tmp_path):
-    first = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=tmp_path / "a", settings=settings())
+    small = settings(methods=("head",), max_epochs=2)  # two candidates: a halving, a winner's run, WiSE-FT
+    first = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=tmp_path / "a", settings=small)
     other = shuffled_test_labels(folder, tmp_path / "shuffled")
-    second = auto(str(other), str(hf_vit_dir), budget_seconds=600, output_dir=tmp_path / "b", settings=settings())
+    second = auto(str(other), str(hf_vit_dir), budget_seconds=600, output_dir=tmp_path / "b", settings=small)
     assert choices(first) == choices(second)
     assert [r.method for r in first.rows] == [r.method for r in second.rows]
     # the test split was scored (once, on the returned model) and does differ between the two

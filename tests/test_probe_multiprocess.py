@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 NUM_IMAGES = 13  # with batch 4 on 2 processes the last step is padded with duplicates of items 0..2
@@ -58,6 +59,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two launched processes: ~15 s of the fast suite's 3 min; the fast suite keeps one 2-process run
 def test_two_processes_match_one_process_in_order(tmp_path, hf_vit_dir):
     from vit_transfer import load_vit
     from vit_transfer.probe import extract_features
