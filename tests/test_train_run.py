@@ -155,6 +155,22 @@ def test_early_stopping_stops_after_patience_evaluations_without_a_better_one(tm
     assert m["stopped_early"] is True and m["steps"] == 6 and m["best_step"] == 0
     assert [e["step"] for e in m["eval_curve"]] == [0, 3, 6]
 
+    # killed right after the checkpoint of the step that stopped it: the resumed run stays stopped
+    from test_train_loop import Crash
+
+    def crash(state):
+        if state.step == 6:
+            raise Crash("killed at step 6")
+
+    path = write_recipe(tmp_path / "c.yaml", hf_vit_dir, images, tmp_path / "crashed",
+                        optim={"name": "sgd", "lr": 1e-12}, eval={"every_steps": 3},
+                        train={"max_steps": 30, "early_stopping_patience": 2, "checkpoint_every": 3})
+    with pytest.raises(Crash):
+        train(load_train_recipe(path), hooks=[crash])
+    resumed = train(load_train_recipe(path, ["train.resume_from_checkpoint=latest"])).metrics
+    assert resumed["stopped_early"] is True and resumed["steps"] == 6
+    assert resumed["eval_curve"] == m["eval_curve"]
+
 
 def test_keep_best_without_a_validation_split_is_a_clear_error(tmp_path, images, hf_vit_dir):
     path = write_recipe(tmp_path / "r.yaml", hf_vit_dir, images, tmp_path / "run",

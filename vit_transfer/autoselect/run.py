@@ -427,18 +427,18 @@ class _Search:
                 "probe_last_n": best.last_n, "probe_C": best.C, "train_examples": len(data.train)}
 
     def _score_test(self, model, folder: Path) -> dict:
-        """The test split, once, on the returned model: ``evaluation/`` and ``test_*`` metrics."""
+        """The test split, once, on the returned model: ``evaluation/`` and ``test_*`` metrics, as ``train`` does."""
         if self.datasets.test is None:
             return {}
-        from ..inference import evaluate
+        from ..training.loop import test_metrics
+        from ..training.run import TestReport
 
         self.budget.stage("test split (returned model only)")
-        result = evaluate(model, self.datasets.test, self.datasets.id2label, batch_size=self.batch,
-                          num_workers=self.settings.num_workers, progress=self.settings.progress, desc="test")
-        result.write(folder / "evaluation")
-        n = result.numbers
-        return {"test_top1": n["top1"], "test_top5": n.get("top5"), "test_loss": n.get("loss"),
-                "test_examples": int(len(result.y_true))}
+        report = TestReport(self.datasets.test, self.datasets.id2label, None, None, self.batch,
+                            self.settings.num_workers, progress=self.settings.progress)
+        metrics = test_metrics(report(model))
+        report.write(folder, tensorboard=False, step=0)
+        return metrics
 
     def _halving_dict(self, halving: HalvingResult) -> dict:
         return {"ranking": [c.label for c in halving.ranking], "rungs_completed": halving.rungs_completed,

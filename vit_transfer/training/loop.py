@@ -59,6 +59,11 @@ Hook = Callable[[TrainState], None]
 TestScorer = Callable[[nn.Module], dict]  # the returned model -> {"top1", "top5", "loss", "num_examples", ...}
 
 
+def test_metrics(scores: dict) -> dict:
+    """``metrics.json``'s test entries from what a ``TestScorer`` returned."""
+    return {**{f"test_{k}": scores[k] for k in ("top1", "top5", "loss")}, "test_examples": scores["num_examples"]}
+
+
 def resolve_max_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
     """Optimiser steps of the run, from ``max_steps`` or ``epochs`` (both validated by ``TrainConfig``)."""
     if cfg.max_steps is not None:
@@ -183,6 +188,8 @@ class TrainingRunner:
         self.evals = list(saved.get("evals", []))
         if self.keep_best and saved.get("best") is not None:
             self.best.load(saved["best"], folder)
+            patience = self.cfg.early_stopping_patience  # a run that had stopped early stays stopped
+            self.stopped_early = bool(patience and self.best.evals_since >= patience)
         self.resumed_from = str(folder)
         self.acc.print(f"resumed from {folder} at step {self.state.step} "
                        f"(epoch {self.state.epoch}, batch {self.state.batch_in_epoch})")
@@ -367,8 +374,10 @@ class TrainingRunner:
         metrics: dict = {}
         skipped_eval = 0
         if self.eval_dl is not None:
-            just_scored = self.last_scores is not None and self.evals[-1]["step"] == state.step  # early stop
-            scores = self.last_scores if just_scored else self.validate()
+            if self.evals and self.evals[-1]["step"] == state.step:  # scored already (an early stop): not re-offered
+                scores = self.last_scores or self.evaluate(self.eval_dl)  # a resumed run re-scores for the counts
+            else:
+                scores = self.validate()
             if self.keep_best and self.best.step is not None:
                 if self.best.step != state.step:
                     self.best.restore(self.unwrapped)
@@ -383,8 +392,7 @@ class TrainingRunner:
             metrics["stopped_early"] = self.stopped_early
         if self.test_scorer is not None:  # once, on the model this run returns
             scores = self.test_scorer(self.unwrapped)
-            metrics.update({f"test_{k}": scores[k] for k in ("top1", "top5", "loss")})
-            metrics["test_examples"] = scores["num_examples"]
+            metrics.update(test_metrics(scores))
             skipped_eval += scores["skipped_images"]
         totals = torch.tensor([state.images_seen, state.images_seen - self.images_before, state.train_skipped],
                               device=acc.device)

@@ -31,7 +31,7 @@ from ..methods.base import save_plain_model
 from ..models import load_vit_from_config
 from ..runtime.accelerator import TRACKER_DIR, make_accelerator
 from .checkpoints import list_checkpoints
-from .loop import FitResult, Hook, fit
+from .loop import FitResult, Hook, fit, test_metrics
 from ..runs.files import (RUN_RESULTS, clear_run_outputs, command_line, earlier_run_outputs, library_versions, replace_dir,
                       write_json)
 from .recipe import TrainRecipe
@@ -189,9 +189,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     if t.wise_ft:  # the test split is scored once, on the interpolated model the run returns
         model = wise_ft(model, start, recipe, eval_loader, acc, metrics)
         if test_report is not None:
-            scores = test_report(model)
-            metrics.update({f"test_{k}": scores[k] for k in ("top1", "top5", "loss")})
-            metrics["test_examples"] = scores["num_examples"]
+            metrics.update(test_metrics(test_report(model)))
     if test_report is not None and acc.is_main_process:
         test_report.write(out, tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     metrics.update({**prepared.metrics(), **method_metrics})
@@ -243,15 +241,17 @@ class TestReport:
     for ``metrics.json``) and, from the same pass and the same transform as validation, ``out/evaluation``
     (per-class report, confusion matrix, ...); so both files hold one number."""
 
-    def __init__(self, split, id2label: dict, acc, transform, batch_size: int, num_workers: int):
+    def __init__(self, split, id2label: dict, acc, transform, batch_size: int, num_workers: int,
+                 progress: bool = True):
         self.split, self.id2label, self.acc, self.transform = split, id2label, acc, transform
-        self.batch_size, self.num_workers, self.result = batch_size, num_workers, None
+        self.batch_size, self.num_workers, self.progress, self.result = batch_size, num_workers, progress, None
 
     def __call__(self, model) -> dict:
         from ..inference import evaluate
 
         self.result = evaluate(model, self.split, self.id2label, accelerator=self.acc, batch_size=self.batch_size,
-                               num_workers=self.num_workers, transform=self.transform, desc="test")
+                               num_workers=self.num_workers, transform=self.transform, progress=self.progress,
+                               desc="test")
         numbers = self.result.numbers
         return {**{k: numbers[k] for k in ("top1", "top5", "loss", "num_examples")},
                 "skipped_images": numbers["skipped_images"]}
