@@ -107,3 +107,35 @@ def test_leaderboard_sorts_by_validation_and_marks_the_returned_model(tmp_path):
     lines = md.read_text().splitlines()
     assert "| **returned** | probe (cls, last 1 block) | C 0.1 | - | - | 0.8000 | 1.0 | probe sweep |" in lines
     assert "|  | lora | lr 0.003 | 40 | 2.5 | 0.7500 | 3.2 | halving rung 0 |" in lines
+
+
+def test_equal_top1_goes_to_the_lower_validation_loss():
+    """Small validation splits tie on top-1 often: the loss breaks the tie, before the listing order."""
+    loss = {c: 1.0 - QUALITY[c] for c in CANDIDATES}
+    result = successive_halving(CANDIDATES, lambda c, s: (0.5, loss[c]), min_resource=1)
+    assert result.winner == max(CANDIDATES, key=QUALITY.get)
+    assert [t.val_loss for t in result.trials[:2]] == [loss[c] for c in CANDIDATES[:2]]
+    # a scorer without a loss still ranks (and ties go to the first listed, as before)
+    assert successive_halving(CANDIDATES, lambda c, s: 0.5, min_resource=1).winner == CANDIDATES[0]
+
+
+def test_candidates_run_every_method_at_its_middle_rate_first():
+    from vit_transfer.autoselect.candidates import MENU, candidates_for, log_rates, middle_out
+
+    assert middle_out(5) == [2, 1, 3, 0, 4] and middle_out(3) == [1, 0, 2] and middle_out(1) == [0]
+    methods = ("lp-ft", "lora", "ssf")
+    listed = candidates_for(100, rates_per_method=3, methods=methods)
+    assert [c.method for c in listed[:3]] == list(methods)
+    assert [c.lr for c in listed[:3]] == [log_rates(*MENU[m].lr_range, 3)[1] for m in methods]
+    assert sorted((c.method, c.lr) for c in listed) == sorted(
+        (m, lr) for m in methods for lr in log_rates(*MENU[m].lr_range, 3))  # every pair, once
+    # a first rung that the budget cuts after three runs has tried each method once
+    clock = FakeClock()
+    budget = Budget(10.0, progress=False, clock=clock)
+
+    def score(candidate, steps):
+        clock.now += 3.0
+        return 0.5
+
+    result = successive_halving(listed, score, min_resource=1, budget=budget)
+    assert result.stopped_by_budget and {t.candidate.method for t in result.trials} == set(methods)

@@ -56,16 +56,28 @@ def methods_for(images_per_class: float) -> tuple[str, ...]:
     return FEW if images_per_class < FEW_IMAGES_PER_CLASS else MORE
 
 
+def middle_out(count: int) -> list[int]:
+    """Indices ``0..count-1`` from the middle outwards, the lower side first: 5 -> [2, 1, 3, 0, 4]."""
+    middle = (count - 1) // 2
+    order = [middle]
+    for step in range(1, count):
+        order += [i for i in (middle - step, middle + step) if 0 <= i < count]
+    return order
+
+
 def candidates_for(images_per_class: float, rates_per_method: int = 3,
                    methods: "tuple[str, ...] | None" = None) -> list[Candidate]:
-    """Every (method, rate) pair of the menu for this much data, method by method, rates ascending."""
+    """Every (method, rate) pair of the menu for this much data, in the order the first halving rung runs them:
+    every method at its middle rate first, then every method at the next rate out, and so on; so a first rung
+    that the budget cuts short has still tried each method at its most likely rate."""
     if not 1 <= rates_per_method <= 5:
         raise ValueError(f"rates_per_method must be 1 to 5, got {rates_per_method}")
     chosen = methods or methods_for(images_per_class)
     unknown = [m for m in chosen if m not in MENU]
     if unknown:
         raise ValueError(f"unknown auto method(s) {unknown}; the menu is {list(MENU)}")
-    return [Candidate(m, lr) for m in chosen for lr in log_rates(*MENU[m].lr_range, rates_per_method)]
+    rates = {m: log_rates(*MENU[m].lr_range, rates_per_method) for m in chosen}
+    return [Candidate(m, rates[m][i]) for i in middle_out(rates_per_method) for m in chosen]
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Successive halving (Jamieson & Talwalkar 2016; Hyperband's inner loop), pure: no training in here.
 
-Every candidate gets a short run; the better half (by validation top-1) gets a run ``eta`` times longer,
-and so on until one is left or the longest run is reached. The scorer does the work
-(``score(candidate, resource) -> val_top1``), so the rule is testable with a fake one.
+Every candidate gets a short run; the better half (by validation top-1, equal top-1 by the lower validation
+loss: small validation splits tie often) gets a run ``eta`` times longer, and so on until one is left or the
+longest run is reached. The scorer does the work (``score(candidate, resource) -> val_top1`` or
+``(val_top1, val_loss)``), so the rule is testable with a fake one.
 
 Budget: before each run the cost is estimated from what was measured (seconds per unit of resource, the
 candidate's own if it ran before, else the slowest seen) and the search stops when the budget's
@@ -39,10 +40,11 @@ class Trial:
     resource: int
     val_top1: float
     seconds: float
+    val_loss: "float | None" = None  # breaks ties of val_top1 when the scorer gives it
 
     def to_dict(self) -> dict:
         return {**asdict(self.candidate), "rung": self.rung, "resource": self.resource, "val_top1": self.val_top1,
-                "seconds": self.seconds}
+                "val_loss": self.val_loss, "seconds": self.seconds}
 
 
 class RemainingTime(Protocol):
@@ -66,9 +68,12 @@ class HalvingResult:
         return max(own, key=lambda t: t.rung) if own else None
 
 
-def rank(scored: "Sequence[tuple[Candidate, float]]", order: dict[Candidate, int]) -> list[Candidate]:
-    """Best validation top-1 first; ties go to the candidate listed first (deterministic)."""
-    return [c for c, _ in sorted(scored, key=lambda cs: (-cs[1], order[cs[0]]))]
+def rank(scored: "Sequence[Trial]", order: dict[Candidate, int]) -> list[Candidate]:
+    """Best validation top-1 first; equal top-1 goes to the lower validation loss (a missing loss counts as the
+    worst), then to the candidate listed first (deterministic)."""
+    def key(t: Trial):
+        return (-t.val_top1, math.inf if t.val_loss is None else t.val_loss, order[t.candidate])
+    return [t.candidate for t in sorted(scored, key=key)]
 
 
 def successive_halving(
@@ -86,7 +91,8 @@ def successive_halving(
 
     Each rung keeps ``max(1, n // eta)`` candidates. Stops when one would be left (its full-length run is the
     caller's), when the run length cannot grow any more, or when ``budget`` cannot pay for the next run.
-    ``estimate(candidate, resource)`` prices a run before any has been measured (default: free).
+    ``estimate(candidate, resource)`` prices a run before any has been measured (default: free). ``score`` returns
+    the validation top-1, or ``(top-1, loss)`` to break ties by the loss.
     """
     if not candidates:
         raise ValueError("successive halving needs at least one candidate")
@@ -99,7 +105,7 @@ def successive_halving(
     survivors = list(candidates)
     resource, rung = min_resource, 0
     while True:
-        scored: list[tuple[Candidate, float]] = []
+        scored: list[Trial] = []
         for candidate in survivors:
             if budget is not None and _estimate(result.trials, candidate, resource, estimate) > budget.remaining():
                 result.stopped_by_budget = True
@@ -107,9 +113,12 @@ def successive_halving(
                     result.ranking = rank(scored, order)
                 return result
             started = clock()
-            val_top1 = float(score(candidate, resource))
-            result.trials.append(Trial(candidate, rung, resource, val_top1, clock() - started))
-            scored.append((candidate, val_top1))
+            value = score(candidate, resource)
+            top1, loss = (value[0], value[1]) if isinstance(value, tuple) else (value, None)
+            trial = Trial(candidate, rung, resource, float(top1), clock() - started,
+                          None if loss is None else float(loss))
+            result.trials.append(trial)
+            scored.append(trial)
         result.ranking = rank(scored, order)
         result.rungs_completed = rung + 1
         next_resource = resource * eta if max_resource is None else min(resource * eta, max_resource)
