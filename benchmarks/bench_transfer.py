@@ -290,7 +290,8 @@ def plan(args: argparse.Namespace, rows: list[dict]) -> tuple[list[Unit], dict]:
 
 def fine_tune_recipe(method: str, lr: float, folder: Path, out: Path, seed: int, epochs: float, batch: int):
     """The ``vit-transfer train`` recipe of one run: auto's candidate recipe (autoselect/candidates.py: crop scale
-    0.35-1, cosine with 10% warm-up) sized in epochs, keep-best on (the default with a validation split)."""
+    0.35-1, cosine with 10% warm-up) sized in epochs, keep-best on (the default with a validation split); no label
+    smoothing (auto's own plain full fine-tune adds 0.1: the rows here measure the methods, auto its choices)."""
     from vit_transfer.adapters.lora import LoraSettings
     from vit_transfer.config import ModelConfig
     from vit_transfer.data import AugmentConfig, DataConfig
