@@ -435,8 +435,9 @@ class _Search:
         from ..training.run import TestReport
 
         self.budget.stage("test split (returned model only)")
-        report = TestReport(self.datasets.test, self.datasets.id2label, None, None, self.batch,
-                            self.settings.num_workers, progress=self.settings.progress)
+        report = TestReport(self.datasets.test, self.datasets.id2label, acc=None, transform=None,  # the model's own
+                            batch_size=self.batch, num_workers=self.settings.num_workers,
+                            progress=self.settings.progress)
         metrics = test_metrics(report(model))
         report.write(folder, tensorboard=False, step=0)
         return metrics
