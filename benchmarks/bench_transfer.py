@@ -22,6 +22,7 @@ and skipped on the next call; ``--max-minutes N`` starts no new unit after N min
     pip install -e ".[bench]"                                    # scikit-image, for lfw_subset
     python benchmarks/bench_transfer.py --max-minutes 60          # one chunk; repeat until done; commit the rows
     python benchmarks/bench_transfer.py --settings lfw --methods LP-FT full
+    python benchmarks/bench_transfer.py --no-auto --max-minutes 30 # fine-tunes and probes only (auto: alone later)
     python benchmarks/bench_transfer.py --smoke                   # tiny: the plumbing only, into a temp folder
 
 Time (one torch thread, the default, on the shared 2-core AMD EPYC, load ~2): ``--smoke`` (57 units on 5 images a
@@ -283,8 +284,8 @@ def plan(args: argparse.Namespace, rows: list[dict]) -> tuple[list[Unit], dict]:
             grids[(setting, method)] = grid
             todo += [Unit("run", setting, s, method, lr) for lr, s in missing]
         autos = {(r["lr"], r["seed"]) for r in matching(rows, args, setting, "auto")}
-        todo += [Unit("auto", setting, s, "auto", b) for b in budgets_of(args) for s in args.seeds
-                 if (b, s) not in autos]
+        budgets = () if getattr(args, "no_auto", False) else budgets_of(args)
+        todo += [Unit("auto", setting, s, "auto", b) for b in budgets for s in args.seeds if (b, s) not in autos]
     return todo, grids
 
 
@@ -603,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(f"{k} {s.epochs:g}" for k, s in SETTINGS.items()) + ")")
     p.add_argument("--budgets", type=float, nargs="+", default=None,
                    help=f"auto's budgets in seconds (default {' '.join(f'{b:g}' for b in AUTO_BUDGETS)})")
+    p.add_argument("--no-auto", action="store_true",
+                   help="run no auto unit this call (they are wall-clock budgeted: run them alone on the machine)")
     p.add_argument("--no-extend", action="store_true", help="never grow a grid beyond its starting rates")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="start no new run after this many minutes (the one in progress finishes)")

@@ -109,6 +109,11 @@ def test_chunks_rebuild_the_page_from_all_rows_and_check_the_targets(bt, tmp_pat
     assert "| LP-FT | - (0.001: -, 0.003: -, 0.01: -, 0.03: -) | - | - | - |" in page
     assert "LP-FT >= class-token probe on lfw: waiting for runs." in page
 
+    no_auto = FakeRunner(bt, argv)  # --no-auto: everything but auto (wall-clock budgeted: run alone, later)
+    assert bt.plan(no_auto.args, bt.read_rows(tmp_path / "transfer.jsonl"))[0][-1].kind == "auto"
+    plan_without = bt.plan(bt.build_parser().parse_args(argv + ["--no-auto"]), bt.read_rows(tmp_path / "transfer.jsonl"))
+    assert {u.kind for u in plan_without[0]} == {"run"} and len(plan_without[0]) == 22 - 5 - 2
+
     second = FakeRunner(bt, argv)
     bt.main(argv, runner=second, clock=second.clock)
     assert len(second.units) == 24 - 5 and str(second.units[-3]) == "lfw seed 1 head-only lr 0.3"  # the grown rung
