@@ -394,7 +394,8 @@ class Runner:
                       settings=AutoSettings(seed=unit.seed, progress=False, overwrite=True))
         elapsed = time.perf_counter() - started
         return {"val_top1": result.val_top1, "test_top1": result.metrics["test_top1"], "chosen": result.chosen,
-                "elapsed_seconds": round(elapsed, 1), "budget_seconds": unit.lr}
+                "elapsed_seconds": round(elapsed, 1), "budget_seconds": unit.lr,
+                "winner_vs_probe": result.metrics["auto"].get("winner_vs_probe")}
 
 
 def commit() -> str:

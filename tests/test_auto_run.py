@@ -93,19 +93,29 @@ def test_returns_at_least_the_probe_and_writes_the_run_folder(hf_vit_dir, folder
     assert not list(tmp_path.glob(".tmp-*"))  # the staging folder is gone
 
 
-def test_a_fine_tune_that_beats_the_probe_is_returned_with_a_train_recipe(hf_vit_dir, folder, tmp_path, monkeypatch):
-    """The tiny colour task is solved by every probe; a sweep that reports 0 on validation makes LP-FT the winner."""
+def rig_the_probe(monkeypatch, right_on: int):
+    """The tiny colour task is solved by every probe: make the sweep's probe report 0 on validation and be right on
+    only the first ``right_on`` validation images in the paired comparison."""
     import vit_transfer.autoselect.run as auto_run
-    from vit_transfer.training import load_train_recipe
 
-    real = auto_run.sweep_probes
+    real_sweep, real_correct = auto_run.sweep_probes, auto_run.probe_correct
 
     def losing_sweep(*args, **kwargs):
-        sweep = real(*args, **kwargs)
+        sweep = real_sweep(*args, **kwargs)
         sweep.val_top1 = 0.0
         return sweep
 
+    def rigged_correct(sweep, val):
+        return {p: i < right_on for i, p in enumerate(sorted(real_correct(sweep, val)))}
+
     monkeypatch.setattr(auto_run, "sweep_probes", losing_sweep)
+    monkeypatch.setattr(auto_run, "probe_correct", rigged_correct)
+
+
+def test_a_fine_tune_that_beats_the_probe_is_returned_with_a_train_recipe(hf_vit_dir, folder, tmp_path, monkeypatch):
+    from vit_transfer.training import load_train_recipe
+
+    rig_the_probe(monkeypatch, right_on=0)
     out = tmp_path / "run"
     result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
                   settings=settings(methods=("lp-ft",), rates_per_method=1))
@@ -116,7 +126,23 @@ def test_a_fine_tune_that_beats_the_probe_is_returned_with_a_train_recipe(hf_vit
     final = [r for r in result.rows if r.stage.startswith("final")]  # the fine-tune, then its WiSE-FT
     assert len(final) == 2 and final[1].returned and not final[0].returned
     assert recipe.train.max_steps == final[0].steps == final[1].steps and recipe.train.wise_ft
-    assert json.loads((out / "metrics.json").read_text())["wise_ft_alpha"] == final[1].rate
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["wise_ft_alpha"] == final[1].rate
+    versus = metrics["auto"]["winner_vs_probe"]  # right on every image the probe misses: all 12
+    assert versus["gains"] == versus["images"] == 12 and versus["losses"] == 0 and versus["clearly_better"]
+    assert "the winner is returned" in (out / "leaderboard.md").read_text()
+
+
+def test_a_fine_tune_ahead_by_one_validation_image_is_not_returned(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """One image in 12 is within one standard error of the paired difference: the probe is kept."""
+    rig_the_probe(monkeypatch, right_on=11)  # the fine-tune (right on all 12) is ahead by at most one image
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
+                  settings=settings(methods=("lp-ft",), rates_per_method=1))
+    assert result.chosen == "probe"
+    versus = json.loads((out / "metrics.json").read_text())["auto"]["winner_vs_probe"]
+    assert versus["images"] == 12 and versus["gains"] <= 1 and not versus["clearly_better"]
+    assert "so the probe is returned" in (out / "leaderboard.md").read_text()
 
 
 def test_honours_a_small_budget(hf_vit_dir, folder, tmp_path):

@@ -33,6 +33,7 @@ class BlockFeatures:
     tokens: torch.Tensor
     labels: torch.Tensor
     num_skipped: int = 0
+    positions: "torch.Tensor | None" = None  # (N,) dataset position of each row (None: 0..N-1)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -64,7 +65,7 @@ def extract_block_features(model, dataset, blocks: int, **options) -> BlockFeatu
     """One pass over ``dataset``: both poolings of the last ``blocks`` blocks (``extract_features`` options pass on)."""
     found: Features = extract_features(model, dataset, pooling="cls+mean", last_n=blocks, **options)
     tokens = found.features.reshape(len(found), blocks, 2, model.embed_dim)
-    return BlockFeatures(tokens, found.labels, found.num_skipped)
+    return BlockFeatures(tokens, found.labels, found.num_skipped, found.indices)
 
 
 @dataclass
@@ -149,6 +150,13 @@ def sweep_probes(
 
 def probe_val_top1(probe: LogisticRegression, val: BlockFeatures, trial: ProbeTrial) -> float:
     return topk_accuracy(probe.logits(val.select(trial.pooling, trial.last_n)), val.labels)
+
+
+def probe_correct(sweep: ProbeSweep, val: BlockFeatures) -> dict[int, bool]:
+    """``{dataset position: the sweep's probe classifies it correctly}`` on ``val`` (for the paired comparison)."""
+    predicted = sweep.probe.logits(val.select(sweep.best.pooling, sweep.best.last_n)).argmax(dim=-1).cpu()
+    positions = val.positions if val.positions is not None else torch.arange(len(val))
+    return {int(p): bool(c) for p, c in zip(positions, predicted == val.labels.cpu())}
 
 
 def probe_loss(probe: LogisticRegression, features: torch.Tensor, labels: torch.Tensor) -> float:

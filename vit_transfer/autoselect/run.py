@@ -4,7 +4,9 @@
 2. fine-tune candidates by images per class (``candidates``), pruned by successive halving (``halving``) with
    short ``train(recipe)`` runs scored on the validation split;
 3. the winner retrained for as long as the budget allows;
-4. the returned model is the better on validation of {best probe, winner}: never below the probe;
+4. the returned model is the winner only when it beats the best probe on validation by more than one standard error
+   of the paired difference (``paired``: a small validation split's one-image wins are noise), else the probe;
+   so never below the probe on validation;
 5. the test split, when there is one, is scored once, on the returned model only.
 
 Everything is written under a temporary sibling of ``output_dir`` and moved into place at the end, so an
@@ -35,8 +37,9 @@ from .budget import Budget
 from .candidates import MENU, RunSettings, candidate_recipe, candidates_for
 from .halving import Candidate, HalvingResult, successive_halving
 from .leaderboard import Row, write_leaderboard
+from .paired import PairedComparison, compare_paired
 from .probe_sweep import (BLOCK_CHOICES, POOLING_CHOICES, ProbeSweep, attach_probe, block_choices,
-                          extract_block_features, model_depth, stock_loader_note, sweep_probes)
+                          extract_block_features, model_depth, probe_correct, stock_loader_note, sweep_probes)
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +198,9 @@ class _Search:
         self.seconds_per_batch = self._time_one_batch(model, blocks)
         batches = {name: math.ceil(len(split) / self.batch) if split is not None else 0
                    for name, split in (("train", data.train), ("eval", data.eval), ("test", data.test))}
-        # the end of the run: scoring the test split once (evaluate measured ~2.5x a feature pass) and writing
-        self.end_reserve = 3 * self.seconds_per_batch * batches["test"] + 0.02 * budget.seconds
+        # the end of the run: the winner's validation pass (the paired comparison), scoring the test split once
+        # (evaluate measured ~2.5x a feature pass) and writing
+        self.end_reserve = 3 * self.seconds_per_batch * (batches["test"] + batches["eval"]) + 0.02 * budget.seconds
         needed = self.seconds_per_batch * (batches["train"] + batches["eval"]) + self.end_reserve
         if needed > budget.remaining():
             raise BudgetError(
@@ -224,13 +228,19 @@ class _Search:
         halving, final = self._halving(), None
         if halving.winner is not None:
             final = self._final(halving)
-        # -- 3. the returned model
+        # -- 3. the returned model: the winner only when it clearly beats the probe on the same validation images
+        from ..inference import load_trained_model
+
+        paired, finetuned = None, None
         if final is not None and final[1].metrics["eval_top1"] > sweep.val_top1:
+            finetuned = load_trained_model(final[0])
+            paired = self._compare_with_probe(finetuned, sweep, val)
+        if paired is not None and paired.clearly_better:
             folder, train_result, recipe = final
             chosen, val_top1 = halving.winner.label, float(train_result.metrics["eval_top1"])
             metrics = dict(train_result.metrics)
             self._write_train_recipe(recipe, folder)
-            returned_model = None
+            returned_model = finetuned
             self.rows[-1].returned = True
         else:
             folder = self.staging / "probe"
@@ -241,23 +251,36 @@ class _Search:
         for other in ("final", "probe", "trials"):
             if (self.staging / other) != folder:
                 shutil.rmtree(self.staging / other, ignore_errors=True)
-        from ..inference import load_trained_model
-
-        returned_model = load_trained_model(folder) if returned_model is None else returned_model
         metrics.update(self._score_test(returned_model, folder))
         note = stock_loader_note(returned_model) if chosen == "probe" else None
+        versus = paired.to_dict() if paired is not None else None
         metrics["auto"] = {"chosen": chosen, "val_top1": val_top1, "probe_val_top1": sweep.val_top1,
-                           "probe": sweep.best.summary(), "budget_seconds": budget.seconds,
+                           "probe": sweep.best.summary(), "winner_vs_probe": versus, "budget_seconds": budget.seconds,
                            "elapsed_seconds": budget.elapsed(), "stock_loaders": note}
         write_json(folder / "metrics.json", metrics)
         write_json(folder / AUTO_FILE, {"chosen": chosen, "val_top1": val_top1, "probe_sweep": sweep.to_dict(),
-                                        "halving": self._halving_dict(halving), "stock_loaders": note})
+                                        "halving": self._halving_dict(halving), "winner_vs_probe": versus,
+                                        "stock_loaders": note})
         summary = (f"Returned: **{chosen}**, validation top-1 {val_top1:.4f} (best probe {sweep.val_top1:.4f}); "
                    f"{len(data.train)} training images, {data.num_labels} classes.")
+        if paired is not None:
+            summary += " " + describe_comparison(halving.winner.label, paired)
         if note:
             summary += " " + note
         write_leaderboard(self.rows, folder, budget_seconds=budget.seconds, elapsed=budget.elapsed(), summary=summary)
         return AutoResult(folder, returned_model, chosen, val_top1, metrics, sweep, halving, self.rows)
+
+    def _compare_with_probe(self, finetuned, sweep: ProbeSweep, val) -> PairedComparison:
+        """The winner's and the probe's per-image correctness on the validation split, compared pairwise."""
+        from ..inference import evaluate
+
+        self.budget.stage("winner vs probe on validation")
+        result = evaluate(finetuned, self.datasets.eval, self.datasets.id2label, batch_size=self.batch,
+                          num_workers=self.settings.num_workers, precision=self.precision,
+                          progress=self.settings.progress, desc="validation (winner vs probe)")
+        correct = result.scores.top_ids[:, 0].numpy() == result.y_true
+        winner = {int(p): bool(c) for p, c in zip(result.scores.positions, correct)}
+        return compare_paired(winner, probe_correct(sweep, val))
 
     def _time_one_batch(self, model, blocks: int) -> float:
         """Seconds of one feature-extraction batch (the unit every estimate here is made of)."""
@@ -445,6 +468,14 @@ class _Search:
     def _halving_dict(self, halving: HalvingResult) -> dict:
         return {"ranking": [c.label for c in halving.ranking], "rungs_completed": halving.rungs_completed,
                 "stopped_by_budget": halving.stopped_by_budget, "trials": [t.to_dict() for t in halving.trials]}
+
+
+def describe_comparison(winner: str, paired: PairedComparison) -> str:
+    """One sentence for the leaderboard: why the winner was, or was not, returned over the probe."""
+    verdict = "more" if paired.clearly_better else "not more"
+    return (f"On the {paired.images} validation images, {winner} alone is right on {paired.gains} and the probe alone "
+            f"on {paired.losses}: {verdict} than one standard error ({paired.z:.2f}) in the winner's favour, so "
+            f"{'the winner' if paired.clearly_better else 'the probe'} is returned.")
 
 
 def read_auto(folder: "str | Path") -> dict:
