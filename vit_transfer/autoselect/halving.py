@@ -18,6 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol, Sequence
 
+from ..selection import validation_key
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -72,8 +74,8 @@ def rank(scored: "Sequence[Trial]", order: dict[Candidate, int]) -> list[Candida
     """Best validation top-1 first; equal top-1 goes to the lower validation loss (a missing loss counts as the
     worst), then to the candidate listed first (deterministic)."""
     def key(t: Trial):
-        return (-t.val_top1, math.inf if t.val_loss is None else t.val_loss, order[t.candidate])
-    return [t.candidate for t in sorted(scored, key=key)]
+        return (validation_key(t.val_top1, t.val_loss), -order[t.candidate])
+    return [t.candidate for t in sorted(scored, key=key, reverse=True)]
 
 
 def successive_halving(

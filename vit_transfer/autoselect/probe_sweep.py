@@ -21,6 +21,7 @@ from ..errors import DataError
 from ..probe.config import ProbeConfig
 from ..probe.features import Features, extract_features
 from ..probe.logistic import LogisticRegression, fit_logistic_regression, select_C, topk_accuracy
+from ..selection import validation_key
 
 POOLING_CHOICES = ("cls", "mean", "cls+mean")
 BLOCK_CHOICES = (1, 2, 4)
@@ -139,7 +140,7 @@ def sweep_probes(
         trials.append(ProbeTrial(pooling, last_n, search.best_C, search.best_val_top1, best_c["val_loss"],
                                  int(x_train.shape[1]), time.perf_counter() - started, search.trials))
     order = {id(t): i for i, t in enumerate(trials)}
-    best = max(trials, key=lambda t: (t.val_top1, -t.val_loss, -order[id(t)]))
+    best = max(trials, key=lambda t: (validation_key(t.val_top1, t.val_loss), -order[id(t)]))
     started = time.perf_counter()
     probe = fit_logistic_regression(train.select(best.pooling, best.last_n), train.labels, best.C, num_labels,
                                     max_iter=config.max_iter, device=device)

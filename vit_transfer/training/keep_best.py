@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..selection import is_better
+
 BEST_WEIGHTS = "best.safetensors"
 
 
@@ -24,11 +26,6 @@ def changing_tensor_names(model: nn.Module) -> set[str]:
     names = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
     names |= {n for n, _ in model.named_buffers(remove_duplicate=False)}
     return names
-
-
-def is_better(scores: dict, than: dict) -> bool:
-    """Higher top-1, or the same top-1 with a lower loss."""
-    return scores["top1"] > than["top1"] or (scores["top1"] == than["top1"] and scores["loss"] < than["loss"])
 
 
 @dataclass

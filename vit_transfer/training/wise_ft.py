@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .keep_best import is_better
+from ..selection import is_better
 
 
 def interpolate_weights(start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], alpha: float) -> dict:
