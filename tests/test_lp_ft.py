@@ -71,6 +71,50 @@ def test_an_lp_ft_run_records_the_probe_and_starts_from_it(tmp_path, bases, imag
     assert metrics["probe_val_top1"] > 0.5 and metrics["probe_C"] > 0
     assert metrics["eval_top1"] == pytest.approx(metrics["probe_val_top1"])  # the fine-tune started at the probe
     assert result.metrics["probe_val_top1"] == metrics["probe_val_top1"]
+    # a fine-tune that never disagrees with its probe start is not clearly better: the start (a plain model) is
+    # returned, with the probe's validation top-1, and its test split scored on it
+    assert metrics["returned"] == "start" and not metrics["finetune_vs_start"]["clearly_better"]
+    assert metrics["finetune_vs_start"]["gains"] == metrics["finetune_vs_start"]["losses"] == 0
+    assert metrics["eval_top1"] == pytest.approx(metrics["probe_val_top1"]) and not (out / "adapter").exists()
+    report = json.loads((out / "evaluation" / "evaluation.json").read_text())
+    assert report["top1"] == metrics["test_top1"]
+    reloaded = load_vit(out / "model").eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), result.model.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def colour_run(tmp_path, bases, images, name: str, **train_keys) -> dict:
+    """A full fine-tune from a zero head (a chance-level start) that the colour task makes clearly better."""
+    out = tmp_path / name
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({
+        "model": {"source": str(bases["hf"])},
+        "data": {"source": str(images), "num_workers": 0, "val_fraction": 0.25},
+        "augment": {"crop": "resize", "hflip": False},
+        "method": "full", "optim": {"name": "adamw", "lr": 0.003},
+        "train": {"max_steps": 20, "batch_size": 6, **train_keys},
+        "output": {"dir": str(out), "log_with": "none"},
+    }))
+    return train(load_train_recipe(tmp_path / f"{name}.yaml")).metrics
+
+
+def test_keep_start_within_noise_returns_a_clearly_better_fine_tune_and_is_off_by_default_without_lp_ft(
+        tmp_path, bases, images):
+    guarded = colour_run(tmp_path, bases, images, "guarded", keep_start_within_noise=True)
+    versus = guarded["finetune_vs_start"]
+    start_top1 = guarded["eval_curve"][0]["top1"]
+    assert guarded["returned"] == "fine-tune" and versus["clearly_better"] and guarded["eval_top1"] > start_top1
+    # the counts are the two validation accuracies' difference, in images
+    assert versus["gains"] - versus["losses"] == round((guarded["eval_top1"] - start_top1) * versus["images"])
+    plain = colour_run(tmp_path, bases, images, "plain")  # null, no LP-FT: off
+    assert "returned" not in plain and plain["eval_top1"] == guarded["eval_top1"]
+
+
+def test_keep_start_within_noise_needs_a_validation_split(tmp_path, bases, images):
+    from vit_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="keep_start_within_noise.*validation"):
+        colour_run(tmp_path, bases, images, "none", keep_start_within_noise=True, keep_best=False)
 
 
 def test_lp_ft_chooses_C_on_validation_and_its_step_0_evaluation_is_the_probe(tmp_path, bases, images):

@@ -101,11 +101,13 @@ class RunSettings:
 
 def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_dir: str, *,
                      eval_every: "int | None" = None, test_split: "str | None" = "none",
-                     wise_ft: bool = False) -> TrainRecipe:
+                     wise_ft: bool = False, keep_start_within_noise: "bool | None" = False) -> TrainRecipe:
     """The ``vit-transfer train`` recipe of ``candidate`` run for ``steps`` optimiser steps.
 
     The test split is off by default: runs that choose are scored on validation only. ``wise_ft``: the run ends
     with WiSE-FT (alpha chosen on validation, 1 included: never below the fine-tune there).
+    ``keep_start_within_noise`` is off for the halving's runs (they measure the fine-tune, not its start); the
+    winner's run passes None, ``train``'s default (on for LP-FT), so its recipe.yaml reproduces it.
     """
     plan = MENU[candidate.method]
     warmup = min(max(steps // 10, 0), 100)
@@ -119,7 +121,8 @@ def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_
         optim=OptimConfig(name=plan.optimizer, lr=candidate.lr),
         schedule=ScheduleConfig(name="cosine", warmup_steps=warmup),
         train=TrainConfig(max_steps=steps, batch_size=run.batch_size, precision=run.precision, seed=run.seed,
-                          log_every=max(steps, 1), cpu=run.cpu, wise_ft=wise_ft),
+                          log_every=max(steps, 1), cpu=run.cpu, wise_ft=wise_ft,
+                          keep_start_within_noise=keep_start_within_noise),
         eval=EvalConfig(every_steps=eval_every),
         output=OutputConfig(dir=output_dir, log_with="none", overwrite=True),
     )

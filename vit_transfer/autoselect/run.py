@@ -37,7 +37,7 @@ from .budget import Budget
 from .candidates import MENU, RunSettings, candidate_recipe, candidates_for
 from .halving import Candidate, HalvingResult, successive_halving
 from .leaderboard import Row, write_leaderboard
-from .paired import PairedComparison, compare_paired
+from ..selection import PairedComparison, compare_paired
 from .probe_sweep import (BLOCK_CHOICES, POOLING_CHOICES, ProbeSweep, attach_probe, block_choices,
                           extract_block_features, model_depth, probe_correct, stock_loader_note, sweep_probes)
 
@@ -278,9 +278,7 @@ class _Search:
         result = evaluate(finetuned, self.datasets.eval, self.datasets.id2label, batch_size=self.batch,
                           num_workers=self.settings.num_workers, precision=self.precision,
                           progress=self.settings.progress, desc="validation (winner vs probe)")
-        correct = result.scores.top_ids[:, 0].numpy() == result.y_true
-        winner = {int(p): bool(c) for p, c in zip(result.scores.positions, correct)}
-        return compare_paired(winner, probe_correct(sweep, val))
+        return compare_paired(result.correct(), probe_correct(sweep, val))
 
     def _time_one_batch(self, model, blocks: int) -> float:
         """Seconds of one feature-extraction batch (the unit every estimate here is made of)."""
@@ -362,8 +360,9 @@ class _Search:
 
         fixed, per_step = self._cost_model(winner)
         wise_ft = get_method(MENU[winner.method].method).has_plain_form
-        # keep-best also scores step 0; WiSE-FT scores each of its alphas
-        evaluations = s.evaluations + 1 + (len(TrainConfig.wise_ft_alphas) if wise_ft else 0)
+        # keep-best also scores step 0; WiSE-FT scores each of its alphas; LP-FT compares its result with its start
+        guarded = MENU[winner.method].head_init == "probe"
+        evaluations = s.evaluations + 1 + (len(TrainConfig.wise_ft_alphas) if wise_ft else 0) + (2 if guarded else 0)
         wrap_up = fixed + self.end_reserve
         # plan on 90% of what is left: the machine's speed varies between the measured runs and this one
         evaluation = per_step * math.ceil(len(data.eval) / self.batch)  # a pass over validation <= as many steps
@@ -376,7 +375,8 @@ class _Search:
         budget.stage(f"winner: {winner.label}, {steps} steps")
         folder = self.staging / "final"
         recipe = candidate_recipe(self._run_settings(), winner, steps, str(folder),
-                                  eval_every=max(1, steps // s.evaluations), wise_ft=wise_ft)
+                                  eval_every=max(1, steps // s.evaluations), wise_ft=wise_ft,
+                                  keep_start_within_noise=None)
         started = time.perf_counter()
         try:
             result = train(recipe, command="vit-transfer auto", hooks=[self._deadline_hook(reserve=wrap_up)])
@@ -393,8 +393,12 @@ class _Search:
                              float(m.get("finetuned_eval_top1", m["eval_top1"])), seconds,
                              f"final (keep-best: step {m.get('best_step')})"))
         if wise_ft:
+            chosen = next(c for c in m["wise_ft_curve"] if c["alpha"] == m["wise_ft_alpha"])
             self.rows.append(Row(f"{winner.method} + WiSE-FT", m["wise_ft_alpha"], "alpha", steps,
-                                 steps / self.steps_per_epoch, float(m["eval_top1"]), 0.0, "final, interpolated"))
+                                 steps / self.steps_per_epoch, float(chosen["top1"]), 0.0, "final, interpolated"))
+        if m.get("returned") == "start":  # train.keep_start_within_noise: the fine-tune was within noise of its start
+            self.rows.append(Row(f"{winner.method} start", winner.lr, "lr", 0, 0.0, float(m["eval_top1"]), 0.0,
+                                 "final, its start (the fine-tune was not clearly better)"))
         return folder, result, recipe
 
     def _deadline_hook(self, reserve: float = 0.0):

@@ -78,6 +78,11 @@ class EvaluationResult:
     def confusion_matrix(self) -> np.ndarray:
         return np.asarray(self.numbers["confusion_matrix"], dtype=np.int64)
 
+    def correct(self) -> dict[int, bool]:
+        """``{dataset position: the top-1 prediction is right}`` for every scored image (paired comparisons)."""
+        right = self.scores.top_ids[:, 0].numpy() == self.y_true
+        return {int(p): bool(r) for p, r in zip(self.scores.positions.tolist(), right)}
+
     def confusion_figure(self):
         return confusion_figure(self.confusion_matrix, self.numbers["classes"])
 

@@ -85,6 +85,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward/backward (batch dim dynamic: no recompile per size)
     keep_best: bool | None = None  # return the best validation step's weights; null: on when there is a validation split
     early_stopping_patience: int | None = None  # stop after this many evaluations without a better validation top-1
+    # return the starting model unless the fine-tune beats it on the validation images by more than one standard
+    # error of the paired difference (vit_transfer/selection.py); null: on for LP-FT (model.head_init: probe)
+    keep_start_within_noise: bool | None = None
     wise_ft: bool = False  # WiSE-FT: interpolate with the starting weights, alpha chosen on validation (training/wise_ft.py)
     wise_ft_alphas: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -105,6 +108,9 @@ class TrainConfig:
         if self.early_stopping_patience and self.keep_best is False:
             raise ConfigError("train.early_stopping_patience stops on the best validation step: it needs "
                               "train.keep_best (true, or null with a validation split)")
+        if self.keep_start_within_noise and self.keep_best is False:
+            raise ConfigError("train.keep_start_within_noise compares the returned model with the start on the "
+                              "validation split: it needs train.keep_best (true, or null with a validation split)")
         if self.wise_ft and (not self.wise_ft_alphas or any(not 0 <= a <= 1 for a in self.wise_ft_alphas)):
             raise ConfigError(f"train.wise_ft_alphas must be values in [0, 1], got {list(self.wise_ft_alphas)}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:

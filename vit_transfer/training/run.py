@@ -150,6 +150,8 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
     # WiSE-FT's start: the pretrained backbone with the initial head, in the plain model's keys
     start = {k: v.detach().clone() for k, v in model.state_dict().items()} if t.wise_ft else None
+    # the start itself, for returning it when the fine-tune is not clearly better (LP-FT: the probe)
+    start_model = copy.deepcopy(model).cpu() if guards_start(recipe, data.eval is not None) else None
     prepared = prepare_method(model, recipe.method, recipe.method_options())
     acc.print(prepared.summary())
     info = run_info(recipe, model, original_size, command)
@@ -178,18 +180,22 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
             batch = {**batch, "pixel_values": model.prepare_pixels(batch["pixel_values"])}
             return mixup_cutmix(batch, data.num_labels, recipe.augment)
 
+    after_fit = t.wise_ft or start_model is not None  # the returned model is decided after fit: test it then
     result: FitResult = fit(
-        model, train_loader, eval_loader, test_scorer=None if t.wise_ft else test_report,
+        model, train_loader, eval_loader, test_scorer=None if after_fit else test_report,
         optim=recipe.optim, schedule=recipe.schedule, train=t, eval=recipe.eval, output_dir=out,
         label_smoothing=recipe.augment.label_smoothing, batch_transform=batch_transform, accelerator=acc,
         tracker_config=to_dict(recipe), hooks=hooks, overwrite=recipe.output.overwrite,
     )
     model = result.model
     metrics = dict(result.metrics)
-    if t.wise_ft:  # the test split is scored once, on the interpolated model the run returns
+    if t.wise_ft:
         model = wise_ft(model, start, recipe, eval_loader, acc, metrics)
-        if test_report is not None:
-            metrics.update(test_metrics(test_report(model)))
+    if start_model is not None:
+        model = keep_start_within_noise(model, start_model, eval_ds, data.id2label, eval_tf, eval_bs, dc.num_workers,
+                                        acc, metrics)
+    if after_fit and test_report is not None:  # the test split is scored once, on the model the run returns
+        metrics.update(test_metrics(test_report(model)))
     if test_report is not None and acc.is_main_process:
         test_report.write(out, tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     metrics.update({**prepared.metrics(), **method_metrics})
@@ -199,7 +205,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
 
         # export a copy: merging (LoRA, SSF) or turning prompts into registers must not change the model this
         # call returns, nor make the main process's model differ from the others'
-        if t.wise_ft:  # a plain model: the interpolation has no adapter form
+        if t.wise_ft or metrics.get("returned") == "start":  # plain models: no adapter form
             save_plain_model(model, out)
         else:
             get_method(recipe.method).export(copy.deepcopy(model), prepared, out, recipe.method_options())
@@ -231,6 +237,43 @@ def wise_ft(model, start: dict, recipe: TrainRecipe, eval_loader, acc, metrics: 
     acc.print(f"WiSE-FT: alpha {choice.alpha} (validation top-1 {choice.scores['top1']:.4f}; "
               f"the fine-tune alone {metrics['finetuned_eval_top1']:.4f})")
     return plain
+
+
+def guards_start(recipe: TrainRecipe, has_validation: bool) -> bool:
+    """``train.keep_start_within_noise`` resolved: null is on for LP-FT runs that have a validation split."""
+    wanted = recipe.train.keep_start_within_noise
+    if wanted and not has_validation:
+        raise ConfigError("train.keep_start_within_noise compares the fine-tune with its start on the validation "
+                          "split: set data.val_fraction > 0 or data.eval_split, or train.keep_start_within_noise=false")
+    if wanted is None:
+        return has_validation and recipe.model.head_init == "probe" and recipe.train.keep_best is not False
+    return bool(wanted)
+
+
+def keep_start_within_noise(model, start_model, eval_ds, id2label: dict, transform, batch_size: int,
+                            num_workers: int, acc, metrics: dict):
+    """``model``, or ``start_model`` when ``model`` does not beat it on the validation images by more than one
+    standard error of the paired difference (``vit_transfer.selection``): an LP-FT run whose fine-tune gained a
+    lucky image or two returns its probe. ``metrics`` get the comparison and, if the start wins, its scores."""
+    from ..inference import evaluate
+    from ..selection import compare_paired
+
+    options = dict(accelerator=acc, batch_size=batch_size, num_workers=num_workers, transform=transform,
+                   progress=False)
+    tuned = evaluate(model, eval_ds, id2label, desc="validation: fine-tune", **options)
+    start = evaluate(start_model, eval_ds, id2label, desc="validation: start", **options)
+    paired = compare_paired(tuned.correct(), start.correct())
+    metrics["finetune_vs_start"] = paired.to_dict()
+    if paired.clearly_better:
+        metrics["returned"] = "fine-tune"
+        return model
+    metrics["returned"] = "start"
+    metrics.setdefault("finetuned_eval_top1", metrics["eval_top1"])
+    metrics.update({f"eval_{k}": start.numbers[k] for k in ("top1", "top5", "loss")})
+    acc.print(f"keep_start_within_noise: the start is returned (validation top-1 {start.numbers['top1']:.4f}); the "
+              f"fine-tune ({metrics['finetuned_eval_top1']:.4f}) is right on {paired.gains} image(s) the start "
+              f"misses and wrong on {paired.losses} it gets: not more than one standard error ({paired.z:.2f})")
+    return start_model
 
 
 EVALUATION_DIR = "evaluation"

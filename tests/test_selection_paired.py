@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from vit_transfer.autoselect.paired import compare_paired
+from vit_transfer.selection import compare_paired
 
 
 def correctness(pattern: str) -> dict[int, bool]:
