@@ -348,7 +348,8 @@ class Runner:
                                   batch_size(self.args))
         m = train(recipe, command="benchmarks/bench_transfer.py").metrics
         return {"val_top1": m["eval_top1"], "test_top1": m["test_top1"], "best_step": m.get("best_step"),
-                "steps": m["steps"], "probe_val_top1": m.get("probe_val_top1"),
+                "steps": m["steps"], "probe_val_top1": m.get("probe_val_top1"), "returned": m.get("returned"),
+                "finetuned_val_top1": m.get("finetuned_eval_top1"),
                 "trainable_parameters": m.get("trainable_parameters"), "train_seconds": m.get("train_seconds")}
 
     def probe(self, unit: Unit, folder: Path, out: Path) -> dict:
@@ -444,7 +445,8 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> dict:
                 entry.update(rate=lr, edge=lr in (grid[0], grid[-1]), val=means[lr],
                              test=_mean_std([r["test_top1"] for r in chosen]),
                              seconds=statistics.mean(r["seconds"] for r in chosen),
-                             probe_val=_maybe_mean([r.get("probe_val_top1") for r in chosen]))
+                             probe_val=_maybe_mean([r.get("probe_val_top1") for r in chosen]),
+                             starts=sum(r.get("returned") == "start" for r in chosen), runs=len(chosen))
             entries.append(entry)
         for name in PROBES:
             mine = matching(rows, args, setting, "probe", name)
@@ -526,6 +528,8 @@ def targets(summary: dict) -> list[str]:
         else:
             ok = test(lp) >= test(cls_probe)
             start = "" if lp.get("probe_val") is None else f"; LP-FT's own probe start: val {_pct(lp['probe_val'])}"
+            if lp.get("starts"):
+                start += f"; the start returned (fine-tune within noise) in {lp['starts']} of {lp['runs']} runs"
             lines.append(f"- LP-FT >= class-token probe on {setting}: {'yes' if ok else 'NO'} (test {_pct(test(lp))} "
                          f"vs {_pct(test(cls_probe))}; val {_pct(lp['val'])} vs {_pct(cls_probe['val'])}{start}).")
     autos = [e["name"] for e in next(iter(summary.values()))["entries"] if e["kind"] == "auto"] if summary else []

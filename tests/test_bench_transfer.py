@@ -90,6 +90,7 @@ class FakeRunner:
                "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind)}
         if unit.method == "LP-FT":
             row["probe_val_top1"] = 0.80  # its step-0 evaluation: the class-token probe's validation top-1
+            row["returned"] = "start" if unit.seed == 1 else "fine-tune"  # train.keep_start_within_noise
         if unit.kind == "probe":
             row.update(pooling="cls", last_n=1, C=0.1)
         if unit.kind == "auto":
@@ -126,7 +127,7 @@ def test_chunks_rebuild_the_page_from_all_rows_and_check_the_targets(bt, tmp_pat
     assert "| class-token probe | cls x1, C 0.1; cls x1, C 0.1 | 80.0 | 79.0 +- 1.4 |" in page
     assert "| auto (60 s) | probe, probe | 92.0 | 91.0 +- 1.4 |" in page
     assert ("- LP-FT >= class-token probe on lfw: yes (test 89.0 vs 79.0; val 90.0 vs 80.0; LP-FT's own probe start: "
-            "val 80.0).") in page
+            "val 80.0; the start returned (fine-tune within noise) in 1 of 2 runs).") in page
     assert "- auto (60 s) >= best probe sweep on lfw: yes (test 91.0 vs 87.0)." in page
     assert "- auto (60 s) >= best single method - 0.5 on the mean over settings: yes (91.0 vs LP-FT 89.0)." in page
     assert "- auto (60 s) within its budget on lfw: yes (longest run 1.05 x the budget" in page
