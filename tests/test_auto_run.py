@@ -119,7 +119,8 @@ def test_a_fine_tune_that_beats_the_probe_is_returned_with_a_train_recipe(hf_vit
     out = tmp_path / "run"
     result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
                   settings=settings(methods=("lp-ft",), rates_per_method=1))
-    assert result.chosen.startswith("lp-ft") and result.val_top1 > result.sweep.val_top1
+    assert result.chosen.startswith("lp-ft") and result.chosen.endswith(", its start")  # see final below
+    assert result.val_top1 > result.sweep.val_top1
     assert validation_top1(out, folder) == pytest.approx(result.val_top1)
     recipe = load_train_recipe(out / "recipe.yaml")  # vit-transfer train reads it back
     assert recipe.method == "full" and recipe.model.head_init == "probe" and recipe.data.test_split is None
@@ -130,10 +131,25 @@ def test_a_fine_tune_that_beats_the_probe_is_returned_with_a_train_recipe(hf_vit
     assert recipe.train.keep_start_within_noise is None  # train's default: on for LP-FT, as here
     assert recipe.train.max_steps == final[0].steps == final[1].steps and recipe.train.wise_ft
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["wise_ft_alpha"] == final[1].rate
+    # the returned start is WiSE-FT's alpha 0; the fine-tune's own pick is kept aside
+    assert metrics["finetuned_wise_ft_alpha"] == final[1].rate and metrics["wise_ft_alpha"] == 0.0
     versus = metrics["auto"]["winner_vs_probe"]  # right on every image the probe misses: all 12
     assert versus["gains"] == versus["images"] == 12 and versus["losses"] == 0 and versus["clearly_better"]
     assert "the winner is returned" in (out / "leaderboard.md").read_text()
+
+
+def test_a_fine_tune_that_clearly_beats_the_probe_is_returned_itself(hf_vit_dir, folder, tmp_path, monkeypatch):
+    rig_the_probe(monkeypatch, right_on=0)
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
+                  settings=settings(methods=("head",), rates_per_method=1, max_epochs=2))
+    assert result.chosen.startswith("head lr=") and not result.chosen.endswith("its start")
+    final = [r for r in result.rows if r.stage.startswith("final")]  # the fine-tune, then its WiSE-FT (returned)
+    assert [r.returned for r in final] == [False, True]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "returned" not in metrics  # head-only starts from a zero head: no start to keep
+    assert metrics["auto"]["winner_vs_probe"]["clearly_better"]
+    assert validation_top1(out, folder) == pytest.approx(result.val_top1)
 
 
 def test_a_fine_tune_ahead_by_one_validation_image_is_not_returned(hf_vit_dir, folder, tmp_path, monkeypatch):
@@ -145,7 +161,7 @@ def test_a_fine_tune_ahead_by_one_validation_image_is_not_returned(hf_vit_dir, f
     assert result.chosen == "probe"
     versus = json.loads((out / "metrics.json").read_text())["auto"]["winner_vs_probe"]
     assert versus["images"] == 12 and versus["gains"] <= 1 and not versus["clearly_better"]
-    assert "so the probe is returned" in (out / "leaderboard.md").read_text()
+    assert "so the best probe is returned" in (out / "leaderboard.md").read_text()
 
 
 def test_honours_a_small_budget(hf_vit_dir, folder, tmp_path):

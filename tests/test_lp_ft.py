@@ -74,6 +74,7 @@ def test_an_lp_ft_run_records_the_probe_and_starts_from_it(tmp_path, bases, imag
     # a fine-tune that never disagrees with its probe start is not clearly better: the start (a plain model) is
     # returned, with the probe's validation top-1, and its test split scored on it
     assert metrics["returned"] == "start" and not metrics["finetune_vs_start"]["clearly_better"]
+    assert metrics["best_step"] == 0 and "finetuned_best_step" in metrics
     assert metrics["finetune_vs_start"]["gains"] == metrics["finetune_vs_start"]["losses"] == 0
     assert metrics["eval_top1"] == pytest.approx(metrics["probe_val_top1"]) and not (out / "adapter").exists()
     report = json.loads((out / "evaluation" / "evaluation.json").read_text())
@@ -84,12 +85,12 @@ def test_an_lp_ft_run_records_the_probe_and_starts_from_it(tmp_path, bases, imag
         torch.testing.assert_close(reloaded(x), result.model.eval()(x), atol=1e-5, rtol=1e-5)
 
 
-def colour_run(tmp_path, bases, images, name: str, **train_keys) -> dict:
+def colour_run(tmp_path, bases, images, name: str, val_fraction: float = 0.25, **train_keys) -> dict:
     """A full fine-tune from a zero head (a chance-level start) that the colour task makes clearly better."""
     out = tmp_path / name
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({
         "model": {"source": str(bases["hf"])},
-        "data": {"source": str(images), "num_workers": 0, "val_fraction": 0.25},
+        "data": {"source": str(images), "num_workers": 0, "val_fraction": val_fraction},
         "augment": {"crop": "resize", "hflip": False},
         "method": "full", "optim": {"name": "adamw", "lr": 0.003},
         "train": {"max_steps": 20, "batch_size": 6, **train_keys},
@@ -113,8 +114,10 @@ def test_keep_start_within_noise_returns_a_clearly_better_fine_tune_and_is_off_b
 def test_keep_start_within_noise_needs_a_validation_split(tmp_path, bases, images):
     from vit_transfer.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="keep_start_within_noise.*validation"):
-        colour_run(tmp_path, bases, images, "none", keep_start_within_noise=True, keep_best=False)
+    with pytest.raises(ConfigError, match="keep_start_within_noise.*validation split: set data.val_fraction"):
+        colour_run(tmp_path, bases, images, "none", val_fraction=0.0, keep_start_within_noise=True)
+    with pytest.raises(ConfigError, match="keep_start_within_noise.*needs train.keep_best"):
+        colour_run(tmp_path, bases, images, "off", keep_start_within_noise=True, keep_best=False)
 
 
 def test_lp_ft_chooses_C_on_validation_and_its_step_0_evaluation_is_the_probe(tmp_path, bases, images):

@@ -231,13 +231,15 @@ class _Search:
         # -- 3. the returned model: the winner only when it clearly beats the probe on the same validation images
         from ..inference import load_trained_model
 
-        paired, finetuned = None, None
+        paired, finetuned, winner = None, None, None
+        if final is not None:  # the winner's run may return its start (train.keep_start_within_noise: LP-FT)
+            winner = halving.winner.label + (", its start" if final[1].metrics.get("returned") == "start" else "")
         if final is not None and final[1].metrics["eval_top1"] > sweep.val_top1:
             finetuned = load_trained_model(final[0])
             paired = self._compare_with_probe(finetuned, sweep, val)
         if paired is not None and paired.clearly_better:
             folder, train_result, recipe = final
-            chosen, val_top1 = halving.winner.label, float(train_result.metrics["eval_top1"])
+            chosen, val_top1 = winner, float(train_result.metrics["eval_top1"])
             metrics = dict(train_result.metrics)
             self._write_train_recipe(recipe, folder)
             returned_model = finetuned
@@ -264,7 +266,7 @@ class _Search:
         summary = (f"Returned: **{chosen}**, validation top-1 {val_top1:.4f} (best probe {sweep.val_top1:.4f}); "
                    f"{len(data.train)} training images, {data.num_labels} classes.")
         if paired is not None:
-            summary += " " + describe_comparison(halving.winner.label, paired)
+            summary += " " + describe_comparison(winner, paired)
         if note:
             summary += " " + note
         write_leaderboard(self.rows, folder, budget_seconds=budget.seconds, elapsed=budget.elapsed(), summary=summary)
@@ -393,8 +395,9 @@ class _Search:
                              float(m.get("finetuned_eval_top1", m["eval_top1"])), seconds,
                              f"final (keep-best: step {m.get('best_step')})"))
         if wise_ft:
-            chosen = next(c for c in m["wise_ft_curve"] if c["alpha"] == m["wise_ft_alpha"])
-            self.rows.append(Row(f"{winner.method} + WiSE-FT", m["wise_ft_alpha"], "alpha", steps,
+            alpha = m.get("finetuned_wise_ft_alpha", m["wise_ft_alpha"])  # before a returned start set it to 0
+            chosen = next(c for c in m["wise_ft_curve"] if c["alpha"] == alpha)
+            self.rows.append(Row(f"{winner.method} + WiSE-FT", alpha, "alpha", steps,
                                  steps / self.steps_per_epoch, float(chosen["top1"]), 0.0, "final, interpolated"))
         if m.get("returned") == "start":  # train.keep_start_within_noise: the fine-tune was within noise of its start
             self.rows.append(Row(f"{winner.method} start", winner.lr, "lr", 0, 0.0, float(m["eval_top1"]), 0.0,
@@ -477,9 +480,9 @@ class _Search:
 def describe_comparison(winner: str, paired: PairedComparison) -> str:
     """One sentence for the leaderboard: why the winner was, or was not, returned over the probe."""
     verdict = "more" if paired.clearly_better else "not more"
-    return (f"On the {paired.images} validation images, {winner} alone is right on {paired.gains} and the probe alone "
-            f"on {paired.losses}: {verdict} than one standard error ({paired.z:.2f}) in the winner's favour, so "
-            f"{'the winner' if paired.clearly_better else 'the probe'} is returned.")
+    return (f"On the {paired.images} validation images, {winner} alone is right on {paired.gains} and the best probe "
+            f"alone on {paired.losses}: {verdict} than one standard error ({paired.z:.2f}) in the winner's favour, so "
+            f"{'the winner' if paired.clearly_better else 'the best probe'} is returned.")
 
 
 def read_auto(folder: "str | Path") -> dict:

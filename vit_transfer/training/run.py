@@ -135,6 +135,7 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
     if t.wise_ft and data.eval is None:
         raise ConfigError("train.wise_ft chooses its alpha on the validation split: set data.val_fraction > 0 "
                           "or data.eval_split")
+    guard = guards_start(recipe, data.eval is not None)  # train.keep_start_within_noise, resolved
     model = load_vit_from_config(recipe.model, data.num_labels, data.id2label, t.seed)
     original_size = model.original_image_size
     method_metrics = {}
@@ -150,8 +151,9 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         acc.print(f"LP-FT: the head starts from the linear probe (C={probe.C:.3g}, val top-1 {probe.val_top1})")
     # WiSE-FT's start: the pretrained backbone with the initial head, in the plain model's keys
     start = {k: v.detach().clone() for k, v in model.state_dict().items()} if t.wise_ft else None
-    # the start itself, for returning it when the fine-tune is not clearly better (LP-FT: the probe)
-    start_model = copy.deepcopy(model).cpu() if guards_start(recipe, data.eval is not None) else None
+    # the start itself, for returning it when the fine-tune is not clearly better (LP-FT: the probe); copied from
+    # host memory (fit moves the model back to its device), so the device never holds two copies here
+    start_model = copy.deepcopy(model.cpu()) if guard else None
     prepared = prepare_method(model, recipe.method, recipe.method_options())
     acc.print(prepared.summary())
     info = run_info(recipe, model, original_size, command)
@@ -195,7 +197,9 @@ def train(recipe: TrainRecipe, *, hooks: Sequence[Hook] = (), command: str | Non
         model = keep_start_within_noise(model, start_model, eval_ds, data.id2label, eval_tf, eval_bs, dc.num_workers,
                                         acc, metrics)
     if after_fit and test_report is not None:  # the test split is scored once, on the model the run returns
-        metrics.update(test_metrics(test_report(model)))
+        scores = test_report(model)
+        metrics.update(test_metrics(scores))
+        metrics["skipped_images"] += scores["skipped_images"]
     if test_report is not None and acc.is_main_process:
         test_report.write(out, tensorboard=recipe.output.log_with == "tensorboard", step=metrics["steps"])
     metrics.update({**prepared.metrics(), **method_metrics})
@@ -263,16 +267,23 @@ def keep_start_within_noise(model, start_model, eval_ds, id2label: dict, transfo
     tuned = evaluate(model, eval_ds, id2label, desc="validation: fine-tune", **options)
     start = evaluate(start_model, eval_ds, id2label, desc="validation: start", **options)
     paired = compare_paired(tuned.correct(), start.correct())
-    metrics["finetune_vs_start"] = paired.to_dict()
+    metrics["finetune_vs_start"] = {**paired.to_dict(), "finetune_top1": tuned.numbers["top1"],
+                                    "start_top1": start.numbers["top1"]}
     if paired.clearly_better:
         metrics["returned"] = "fine-tune"
+        start_model.cpu()
         return model
+    # the start is step 0 (and WiSE-FT's alpha 0): the metrics say so; the fine-tune's own choices are kept aside
     metrics["returned"] = "start"
     metrics.setdefault("finetuned_eval_top1", metrics["eval_top1"])
+    if "best_step" in metrics:
+        metrics["finetuned_best_step"], metrics["best_step"] = metrics["best_step"], 0
+    if "wise_ft_alpha" in metrics:
+        metrics["finetuned_wise_ft_alpha"], metrics["wise_ft_alpha"] = metrics["wise_ft_alpha"], 0.0
     metrics.update({f"eval_{k}": start.numbers[k] for k in ("top1", "top5", "loss")})
     acc.print(f"keep_start_within_noise: the start is returned (validation top-1 {start.numbers['top1']:.4f}); the "
-              f"fine-tune ({metrics['finetuned_eval_top1']:.4f}) is right on {paired.gains} image(s) the start "
-              f"misses and wrong on {paired.losses} it gets: not more than one standard error ({paired.z:.2f})")
+              f"fine-tune ({tuned.numbers['top1']:.4f}) is right on {paired.gains} image(s) the start misses and "
+              f"wrong on {paired.losses} it gets: not more than one standard error ({paired.z:.2f})")
     return start_model
 
 
