@@ -5,8 +5,8 @@
    short ``train(recipe)`` runs scored on the validation split;
 3. the winner retrained for as long as the budget allows;
 4. the returned model is the winner only when it beats the best probe on validation by more than one standard error
-   of the paired difference (``paired``: a small validation split's one-image wins are noise), else the probe;
-   so never below the probe on validation;
+   of the paired difference (``vit_transfer.selection.compare_paired``: a small validation split's one-image wins
+   are noise), else the probe; so never below the probe on validation;
 5. the test split, when there is one, is scored once, on the returned model only.
 
 Everything is written under a temporary sibling of ``output_dir`` and moved into place at the end, so an
@@ -33,11 +33,11 @@ from ..errors import ConfigError, DataError, VitTransferError
 from ..precision import resolve_precision
 from ..probe.config import ProbeConfig, ProbeRecipe
 from ..runs.files import TMP_PREFIX, command_line, library_versions, write_json
+from ..selection import PairedComparison, compare_paired
 from .budget import Budget
 from .candidates import MENU, RunSettings, candidate_recipe, candidates_for
 from .halving import Candidate, HalvingResult, successive_halving
 from .leaderboard import Row, write_leaderboard
-from ..selection import PairedComparison, compare_paired
 from .probe_sweep import (BLOCK_CHOICES, POOLING_CHOICES, ProbeSweep, attach_probe, block_choices,
                           extract_block_features, model_depth, probe_correct, stock_loader_note, sweep_probes)
 
