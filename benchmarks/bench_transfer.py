@@ -246,6 +246,8 @@ def protocol(args: argparse.Namespace, setting: str, kind: str) -> dict:
     base = {"model": MODEL, "image_size": IMAGE_SIZE, "smoke": bool(args.smoke)}
     if kind == "run":
         base.update(epochs=epochs_of(args, setting), batch_size=batch_size(args))
+    if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
+        base.update(auto_augment="duel")
     return base
 
 
@@ -396,7 +398,8 @@ class Runner:
         elapsed = time.perf_counter() - started
         return {"val_top1": result.val_top1, "test_top1": result.metrics["test_top1"], "chosen": result.chosen,
                 "elapsed_seconds": round(elapsed, 1), "budget_seconds": unit.lr,
-                "winner_vs_probe": result.metrics["auto"].get("winner_vs_probe")}
+                "winner_vs_probe": result.metrics["auto"].get("winner_vs_probe"),
+                "augment": result.augment.to_dict() if result.augment else None}
 
 
 def commit() -> str:

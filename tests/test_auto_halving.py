@@ -98,15 +98,15 @@ def test_leaderboard_sorts_by_validation_and_marks_the_returned_model(tmp_path):
     from vit_transfer.autoselect.leaderboard import Row, write_leaderboard
 
     rows = [Row("probe (cls, last 1 block)", 0.1, "C", None, None, 0.80, 1.0, "probe sweep", returned=True),
-            Row("lora", 0.003, "lr", 40, 2.5, 0.75, 3.2, "halving rung 0"),
+            Row("lora", 0.003, "lr", 40, 2.5, 0.75, 3.2, "halving rung 0", augment="resize"),
             Row("ssf", 0.01, "lr", 40, 2.5, 0.80, 2.9, "halving rung 0")]
     md, js = write_leaderboard(rows, tmp_path, budget_seconds=60, elapsed=41.5, summary="Returned: probe")
     board = json.loads(js.read_text())
     assert [r["method"] for r in board["rows"]] == ["probe (cls, last 1 block)", "ssf", "lora"]  # ties keep run order
     assert board["budget_seconds"] == 60 and board["elapsed_seconds"] == 41.5
     lines = md.read_text().splitlines()
-    assert "| **returned** | probe (cls, last 1 block) | C 0.1 | - | - | 0.8000 | 1.0 | probe sweep |" in lines
-    assert "|  | lora | lr 0.003 | 40 | 2.5 | 0.7500 | 3.2 | halving rung 0 |" in lines
+    assert "| **returned** | probe (cls, last 1 block) | - | C 0.1 | - | - | 0.8000 | 1.0 | probe sweep |" in lines
+    assert "|  | lora | resize | lr 0.003 | 40 | 2.5 | 0.7500 | 3.2 | halving rung 0 |" in lines
 
 
 def test_equal_top1_goes_to_the_lower_validation_loss():
@@ -139,3 +139,58 @@ def test_candidates_run_every_method_at_its_middle_rate_first():
 
     result = successive_halving(listed, score, min_resource=1, budget=budget)
     assert result.stopped_by_budget and {t.candidate.method for t in result.trials} == set(methods)
+
+
+def test_prescored_runs_are_taken_as_they_are_not_run_again():
+    """auto's augmentation duel already ran one candidate at the first rung's length: the halving reuses that run
+    (its score and its seconds) instead of running it again, and ranks it with the others."""
+    calls = []
+
+    def score(candidate, steps):
+        calls.append((candidate, steps))
+        return QUALITY[candidate]
+
+    from vit_transfer.autoselect.halving import Trial
+
+    lead = CANDIDATES[2]  # the best (0.9)
+    before = Trial(lead, 0, 10, QUALITY[lead], seconds=7.5)
+    result = successive_halving(CANDIDATES, score, min_resource=10, prescored=[before])
+    assert (lead, 10) not in calls and len([c for c, s in calls if s == 10]) == 7
+    assert (lead, 20) in calls  # the later rungs run it as usual
+    rung0 = [t for t in result.trials if t.rung == 0]
+    assert len(rung0) == 8 and next(t for t in rung0 if t.candidate == lead).seconds == 7.5
+    assert result.winner == lead
+
+
+def test_the_augmentation_duel_keeps_the_better_on_validation():
+    from vit_transfer.autoselect.augment import augment_config, choose_augment
+
+    clock = FakeClock()
+
+    def duel(scores):
+        def score(name):
+            clock.now += 2.0
+            return scores[name]
+        return choose_augment(("crop-flip", "resize"), score, clock)
+
+    picked = duel({"crop-flip": (0.66, 1.1), "resize": (0.77, 0.9)})
+    assert picked.chosen == "resize" and [e.seconds for e in picked.entries] == [2.0, 2.0]
+    assert duel({"crop-flip": (0.8, 0.5), "resize": (0.7, 0.4)}).chosen == "crop-flip"
+    assert duel({"crop-flip": (0.7, 0.6), "resize": (0.7, 0.4)}).chosen == "resize"  # equal top-1: the lower loss
+    assert duel({"crop-flip": (0.7, None), "resize": (0.7, None)}).chosen == "crop-flip"  # all equal: listed first
+    assert duel({"crop-flip": (-1.0, None), "resize": (0.1, 2.0)}).chosen == "resize"  # a failed run loses
+    resize = augment_config("resize", label_smoothing=0.1)
+    assert (resize.crop, resize.hflip, resize.label_smoothing) == ("resize", False, 0.1)
+    crops = augment_config("crop-flip")
+    assert (crops.crop, crops.crop_scale, crops.hflip) == ("random_resized_crop", (0.35, 1.0), True)
+    with pytest.raises(ValueError, match="crop-flip.*resize"):
+        augment_config("mirror")
+
+
+def test_an_unknown_auto_augmentation_is_a_config_error():
+    from vit_transfer.autoselect import AutoSettings
+
+    with pytest.raises(ConfigError, match=r"augmentations must be distinct names.*\['flip'\]"):
+        AutoSettings(augments=("flip",))
+    with pytest.raises(ConfigError, match="distinct"):
+        AutoSettings(augments=("resize", "resize"))

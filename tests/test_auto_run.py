@@ -21,7 +21,7 @@ FAST_PROBE = ProbeConfig(fewshot=False, cache=False, c_grid=[0.01, 1.0, 100.0], 
 
 def settings(**overrides) -> AutoSettings:
     base = dict(batch_size=8, rates_per_method=2, methods=("head", "lora"), max_epochs=3, progress=False,
-                probe=FAST_PROBE, val_fraction=0.25)
+                probe=FAST_PROBE, val_fraction=0.25, augments=("crop-flip",))  # no duel: its own tests below
     return AutoSettings(**{**base, **overrides})
 
 
@@ -164,12 +164,44 @@ def test_a_fine_tune_ahead_by_one_validation_image_is_not_returned(hf_vit_dir, f
     assert "so the best probe is returned" in (out / "leaderboard.md").read_text()
 
 
+def test_the_augmentation_duel_chooses_on_validation_and_the_winner_keeps_its_choice(hf_vit_dir, folder, tmp_path,
+                                                                                   monkeypatch):
+    """The first candidate runs once per augmentation; the better on validation is every candidate's, its duel run is
+    its first halving rung (not run again), and the returned winner's recipe.yaml trains with it."""
+    from vit_transfer.autoselect.augment import AUGMENTS
+    from vit_transfer.selection import validation_key
+    from vit_transfer.training import load_train_recipe
+
+    rig_the_probe(monkeypatch, right_on=0)
+    out = tmp_path / "run"
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=600, output_dir=out,
+                  settings=settings(methods=("head",), rates_per_method=1, max_epochs=2,
+                                    augments=("crop-flip", "resize")))
+    entries = result.augment.entries
+    assert [e.augment for e in entries] == ["crop-flip", "resize"]
+    best = max(entries, key=lambda e: validation_key(e.val_top1, e.val_loss))
+    assert result.augment.chosen == best.augment
+    duel = [r for r in result.rows if r.stage.startswith("augmentation duel")]
+    assert [r.augment for r in duel] == ["crop-flip", "resize"] and len({r.steps for r in duel}) == 1
+    assert not [r for r in result.rows if r.stage.startswith("halving")]  # the one candidate's rung 0 is the duel's
+    (trial,) = result.halving.trials
+    assert trial.candidate.augment == best.augment and trial.val_top1 == best.val_top1
+    assert result.chosen.endswith(f"({best.augment})")
+    recipe = load_train_recipe(out / "recipe.yaml")
+    assert recipe.augment.crop == AUGMENTS[best.augment]["crop"]
+    assert recipe.augment.hflip == AUGMENTS[best.augment]["hflip"]
+    auto_json = json.loads((out / "auto.json").read_text())
+    assert auto_json["halving"]["augment"]["chosen"] == best.augment
+    assert json.loads((out / "metrics.json").read_text())["auto"]["augment"] == best.augment
+
+
 def test_honours_a_small_budget(hf_vit_dir, folder, tmp_path):
     """A 12 s budget with room to spend it all (many candidates, no epoch cap): within 10% + fixed overhead."""
     budget = 12.0
     started = time.perf_counter()
     result = auto(str(folder), str(hf_vit_dir), budget_seconds=budget, output_dir=tmp_path / "run",
-                  settings=settings(methods=("head", "lora", "bitfit", "ssf"), rates_per_method=3, max_epochs=10_000))
+                  settings=settings(methods=("head", "lora", "bitfit", "ssf"), rates_per_method=3, max_epochs=10_000,
+                                    augments=("crop-flip", "resize")))
     elapsed = time.perf_counter() - started
     overhead = 3.0  # publishing the folder and closing the bar happen after the last check of the budget
     assert elapsed <= 1.1 * budget + overhead, elapsed

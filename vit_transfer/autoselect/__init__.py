@@ -5,7 +5,7 @@ The package is ``autoselect`` so that ``vit_transfer.auto`` stays the function.
     from vit_transfer import auto
 
     result = auto("my_images/", budget_seconds=600, output_dir="runs/auto")
-    print(result.chosen, result.val_top1)    # "probe" or e.g. "lora lr=0.00548"; leaderboard.md in the folder
+    print(result.chosen, result.val_top1)    # "probe" or e.g. "lora lr=0.00548 (resize)"; leaderboard.md there
 """
 
 from .budget import Budget, parse_duration

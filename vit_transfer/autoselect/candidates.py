@@ -5,7 +5,8 @@ and a fine-tune that starts from the probe (LP-FT); with more images the plain f
 Each method gets log-spaced rates around what ``benchmarks/results/methods.md`` found on digits: SGD
 (the ViT paper's transfer optimiser) for the full fine-tunes, AdamW for the parameter-efficient ones. The plain
 full fine-tune uses label smoothing 0.1 (the quickstart's choice on digits validation: 95.3% with, 93.9%
-without); LP-FT none, as Kumar et al. fine-tune from the probe.
+without); LP-FT none, as Kumar et al. fine-tune from the probe. The augmentation is the candidate's own
+(``augment.py``: auto's duel chooses one for all).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from dataclasses import dataclass, field
 
 from ..adapters.lora import LoraSettings
 from ..config import ModelConfig
-from ..data import AugmentConfig, DataConfig
+from ..data import DataConfig
 from ..training.config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
 from ..training.recipe import TrainRecipe
+from .augment import augment_config, check_augments
 from .halving import Candidate
 
 FEW_IMAGES_PER_CLASS = 20  # below this many training images per class, the "few" menu
@@ -70,10 +72,11 @@ def middle_out(count: int) -> list[int]:
 
 
 def candidates_for(images_per_class: float, rates_per_method: int = 3,
-                   methods: "tuple[str, ...] | None" = None) -> list[Candidate]:
+                   methods: "tuple[str, ...] | None" = None, augment: str = "crop-flip") -> list[Candidate]:
     """Every (method, rate) pair of the menu for this much data, in the order the first halving rung runs them:
     every method at its middle rate first, then every method at the next rate out, and so on; so a first rung
-    that the budget cuts short has still tried each method at its most likely rate."""
+    that the budget cuts short has still tried each method at its most likely rate. All train with ``augment``
+    (``augment.AUGMENTS``; auto's duel chooses it)."""
     if not 1 <= rates_per_method <= 5:
         raise ValueError(f"rates_per_method must be 1 to 5, got {rates_per_method}")
     chosen = methods or methods_for(images_per_class)
@@ -81,7 +84,8 @@ def candidates_for(images_per_class: float, rates_per_method: int = 3,
     if unknown:
         raise ValueError(f"unknown auto method(s) {unknown}; the menu is {list(MENU)}")
     rates = {m: log_rates(*MENU[m].lr_range, rates_per_method) for m in chosen}
-    return [Candidate(m, rates[m][i]) for i in middle_out(rates_per_method) for m in chosen]
+    check_augments([augment])
+    return [Candidate(m, rates[m][i], augment) for i in middle_out(rates_per_method) for m in chosen]
 
 
 @dataclass
@@ -115,7 +119,7 @@ def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_
         model=ModelConfig(source=run.model, image_size=run.image_size, head_init=plan.head_init),
         data=DataConfig(source=run.data, test_split=test_split, val_fraction=run.val_fraction,
                         split_seed=run.seed, num_workers=run.num_workers),
-        augment=AugmentConfig(crop_scale=(0.35, 1.0), label_smoothing=plan.label_smoothing),
+        augment=augment_config(candidate.augment, plan.label_smoothing),
         method=plan.method,
         lora=plan.lora,
         optim=OptimConfig(name=plan.optimizer, lr=candidate.lr),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 from ..selection import validation_key
@@ -23,14 +23,16 @@ from ..selection import validation_key
 
 @dataclass(frozen=True)
 class Candidate:
-    """A method (a key of the candidate menu) at one learning rate."""
+    """A method (a key of the candidate menu) at one learning rate, trained with one augmentation
+    (a key of ``autoselect.augment.AUGMENTS``)."""
 
     method: str
     lr: float
+    augment: str = "crop-flip"
 
     @property
     def label(self) -> str:
-        return f"{self.method} lr={self.lr:g}"
+        return f"{self.method} lr={self.lr:g} ({self.augment})"
 
 
 @dataclass
@@ -88,13 +90,15 @@ def successive_halving(
     budget: "RemainingTime | None" = None,
     estimate: "Callable[[Candidate, int], float] | None" = None,
     clock: Callable[[], float] = time.perf_counter,
+    prescored: "Sequence[Trial]" = (),
 ) -> HalvingResult:
     """Halve ``candidates`` rung by rung (run lengths ``min_resource * eta**rung``, capped at ``max_resource``).
 
     Each rung keeps ``max(1, n // eta)`` candidates. Stops when one would be left (its full-length run is the
     caller's), when the run length cannot grow any more, or when ``budget`` cannot pay for the next run.
     ``estimate(candidate, resource)`` prices a run before any has been measured (default: free). ``score`` returns
-    the validation top-1, or ``(top-1, loss)`` to break ties by the loss.
+    the validation top-1, or ``(top-1, loss)`` to break ties by the loss. ``prescored``: runs made before the
+    search (auto's augmentation duel); a candidate's run at a length found there is taken as it is, not run again.
     """
     if not candidates:
         raise ValueError("successive halving needs at least one candidate")
@@ -103,12 +107,18 @@ def successive_halving(
     if min_resource < 1 or eta < 2:
         raise ValueError(f"min_resource must be >= 1 and eta >= 2, got {min_resource} and {eta}")
     order = {c: i for i, c in enumerate(candidates)}
+    known = {(t.candidate, t.resource): t for t in prescored}
     result = HalvingResult(ranking=[])
     survivors = list(candidates)
     resource, rung = min_resource, 0
     while True:
         scored: list[Trial] = []
         for candidate in survivors:
+            if (candidate, resource) in known:
+                trial = replace(known[(candidate, resource)], rung=rung)
+                result.trials.append(trial)
+                scored.append(trial)
+                continue
             if budget is not None and _estimate(result.trials, candidate, resource, estimate) > budget.remaining():
                 result.stopped_by_budget = True
                 if rung == 0:

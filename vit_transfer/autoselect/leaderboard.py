@@ -1,7 +1,8 @@
 """``leaderboard.md`` and ``leaderboard.json``: every run ``auto`` made, best validation top-1 first.
 
-Rows: the probe sweep's configurations, each successive-halving run, the winner's full run. Columns:
-method, rate (C for a probe), steps and epochs, validation top-1, seconds; the returned model is marked.
+Rows: the probe sweep's configurations, the augmentation duel's runs, each successive-halving run, the winner's full
+run. Columns: method, train augmentation, rate (C for a probe), steps and epochs, validation top-1, seconds; the
+returned model is marked.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ class Row:
     epochs: "float | None"
     val_top1: float
     seconds: float
-    stage: str  # probe sweep | halving rung N | final
+    stage: str  # probe sweep | augmentation duel | halving rung N | final
     returned: bool = False
+    augment: "str | None" = None  # a fine-tune's train augmentation (autoselect.augment.AUGMENTS); None: a probe
 
 
 def write_leaderboard(rows: list[Row], output_dir: "str | Path", *, budget_seconds: float, elapsed: float,
@@ -40,13 +42,14 @@ def write_leaderboard(rows: list[Row], output_dir: "str | Path", *, budget_secon
         "# vit-transfer auto: leaderboard", "",
         summary, "",
         f"Budget {budget_seconds:.0f} s, used {elapsed:.0f} s. Every choice was made on the validation split.", "",
-        "| | method | rate | steps | epochs | val top-1 | seconds | stage |",
-        "|---|---|---|---|---|---|---|---|",
+        "| | method | augment | rate | steps | epochs | val top-1 | seconds | stage |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in ordered:
         steps = "-" if row.steps is None else str(row.steps)
         epochs = "-" if row.epochs is None else f"{row.epochs:.1f}"
-        lines.append(f"| {'**returned**' if row.returned else ''} | {row.method} | {row.rate_name} {row.rate:.3g} | "
+        lines.append(f"| {'**returned**' if row.returned else ''} | {row.method} | {row.augment or '-'} | "
+                     f"{row.rate_name} {row.rate:.3g} | "
                      f"{steps} | {epochs} | {row.val_top1:.4f} | {row.seconds:.1f} | {row.stage} |")
     md_path = output_dir / MARKDOWN_FILE
     md_path.write_text("\n".join(lines) + "\n")

@@ -1,8 +1,9 @@
 """``auto(data, ...)``: the best transfer for a folder of images inside a wall-clock budget, chosen on validation.
 
 1. probe sweep on features extracted once (``probe_sweep``): pooling x last-N blocks x C;
-2. fine-tune candidates by images per class (``candidates``), pruned by successive halving (``halving``) with
-   short ``train(recipe)`` runs scored on the validation split;
+2. fine-tune candidates by images per class (``candidates``), all with the train augmentation that won a duel on
+   validation (``augment``), pruned by successive halving (``halving``) with short ``train(recipe)`` runs scored on
+   the validation split;
 3. the winner retrained for as long as the budget allows;
 4. the returned model is the winner only when it beats the best probe on validation by more than one standard error
    of the paired difference (``vit_transfer.selection.compare_paired``: a small validation split's one-image wins
@@ -34,9 +35,10 @@ from ..precision import resolve_precision
 from ..probe.config import ProbeConfig, ProbeRecipe
 from ..runs.files import TMP_PREFIX, command_line, library_versions, write_json
 from ..selection import PairedComparison, compare_paired
+from .augment import DEFAULT_AUGMENTS, AugmentDuel, check_augments, choose_augment
 from .budget import Budget
 from .candidates import MENU, RunSettings, candidate_recipe, candidates_for
-from .halving import Candidate, HalvingResult, successive_halving
+from .halving import Candidate, HalvingResult, Trial, successive_halving
 from .leaderboard import Row, write_leaderboard
 from .probe_sweep import (BLOCK_CHOICES, POOLING_CHOICES, ProbeSweep, attach_probe, block_choices,
                           extract_block_features, model_depth, probe_correct, stock_loader_note, sweep_probes)
@@ -67,6 +69,8 @@ class AutoSettings:
     batch_size: int = 32
     rates_per_method: int = 3
     methods: "tuple[str, ...] | None" = None  # None: by images per class (candidates.FEW / MORE)
+    # the train augmentations the duel chooses among (augment.AUGMENTS); one name: no duel, every run uses it
+    augments: tuple[str, ...] = DEFAULT_AUGMENTS
     # length of the first halving rung: at 1 (5 steps on lfw's 120 images) every rate of a method scored the same
     rung_epochs: float = 2.0
     min_steps: int = 5
@@ -85,6 +89,12 @@ class AutoSettings:
     overwrite: bool = False  # replace a non-empty output_dir
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        try:
+            self.augments = check_augments(self.augments)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+
 
 @dataclass
 class AutoResult:
@@ -98,6 +108,7 @@ class AutoResult:
     sweep: ProbeSweep
     halving: "HalvingResult | None"
     rows: list[Row]
+    augment: "AugmentDuel | None" = None  # the train augmentation the fine-tunes used, and the duel that chose it
 
 
 def auto(
@@ -181,6 +192,7 @@ class _Search:
         self.datasets, self.settings, self.budget, self.staging = datasets, settings, budget, staging
         self.rows: list[Row] = []
         self.trial_metrics: dict[tuple[Candidate, int], dict] = {}
+        self.duel = AugmentDuel(settings.augments[0], [])
         self.precision = resolve_precision(settings.precision, settings.cpu)  # the one rule (vit_transfer.precision)
 
     # -- 1. probe sweep
@@ -257,7 +269,8 @@ class _Search:
         note = stock_loader_note(returned_model) if chosen == "probe" else None
         versus = paired.to_dict() if paired is not None else None
         metrics["auto"] = {"chosen": chosen, "val_top1": val_top1, "probe_val_top1": sweep.val_top1,
-                           "probe": sweep.best.summary(), "winner_vs_probe": versus, "budget_seconds": budget.seconds,
+                           "probe": sweep.best.summary(), "winner_vs_probe": versus,
+                           "augment": self.duel.chosen, "budget_seconds": budget.seconds,
                            "elapsed_seconds": budget.elapsed(), "stock_loaders": note}
         write_json(folder / "metrics.json", metrics)
         write_json(folder / AUTO_FILE, {"chosen": chosen, "val_top1": val_top1, "probe_sweep": sweep.to_dict(),
@@ -270,7 +283,7 @@ class _Search:
         if note:
             summary += " " + note
         write_leaderboard(self.rows, folder, budget_seconds=budget.seconds, elapsed=budget.elapsed(), summary=summary)
-        return AutoResult(folder, returned_model, chosen, val_top1, metrics, sweep, halving, self.rows)
+        return AutoResult(folder, returned_model, chosen, val_top1, metrics, sweep, halving, self.rows, self.duel)
 
     def _compare_with_probe(self, finetuned, sweep: ProbeSweep, val) -> PairedComparison:
         """The winner's and the probe's per-image correctness on the validation split, compared pairwise."""
@@ -298,7 +311,7 @@ class _Search:
 
         s, data, budget = self.settings, self.datasets, self.budget
         per_class = len(data.train) / data.num_labels
-        candidates = candidates_for(per_class, s.rates_per_method, s.methods)
+        candidates = candidates_for(per_class, s.rates_per_method, s.methods, augment=s.augments[0])
         self.steps_per_epoch = max(1, len(data.train) // self.batch)
         first = max(s.min_steps, math.ceil(s.rung_epochs * self.steps_per_epoch))
         self.max_steps = max(first, math.ceil(s.max_epochs * self.steps_per_epoch))
@@ -312,8 +325,8 @@ class _Search:
 
         counter = iter(range(10**6))
 
-        def score(candidate: Candidate, steps: int) -> float:
-            budget.stage(f"halving: {candidate.label}, {steps} steps")
+        def run_trial(candidate: Candidate, steps: int, stage: str) -> tuple[float, "float | None"]:
+            budget.stage(f"{stage}: {candidate.label}, {steps} steps")
             folder = self.staging / "trials" / f"{next(counter):03d}"
             started = time.perf_counter()
             try:
@@ -329,15 +342,39 @@ class _Search:
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
             self.rows.append(Row(candidate.method, candidate.lr, "lr", steps, steps / self.steps_per_epoch,
-                                 val_top1, time.perf_counter() - started, f"halving rung {self._rung(steps, first)}"
-                                 + (f" (failed: {error})" if error else "")))
+                                 val_top1, time.perf_counter() - started, stage
+                                 + (f" (failed: {error})" if error else ""), augment=candidate.augment))
             return val_top1, val_loss
+
+        def score(candidate: Candidate, steps: int) -> tuple[float, "float | None"]:
+            return run_trial(candidate, steps, f"halving rung {self._rung(steps, first)}")
 
         def prior(candidate: Candidate, steps: int) -> float:  # a training step: about 3 forward passes
             return 3 * self.seconds_per_batch * (steps + 2 * math.ceil(len(data.eval) / self.batch))
 
+        prescored = self._augmentation_duel(candidates[0], first, run_trial, prior, _Share())
+        candidates = [replace(c, augment=self.duel.chosen) for c in candidates]
         return successive_halving(candidates, score, min_resource=first, max_resource=self.max_steps, eta=s.eta,
-                                  budget=_Share(), estimate=prior)
+                                  budget=_Share(), estimate=prior, prescored=prescored)
+
+    def _augmentation_duel(self, lead: Candidate, steps: int, run_trial, prior, share) -> list[Trial]:
+        """The first candidate (the first menu method at its middle rate) trained for ``steps`` once per
+        augmentation; every candidate then uses the best on validation (``augment.choose_augment``). Returns the
+        winning run as the halving's first-rung run of that candidate. No duel when one augmentation is offered or
+        the halving's share of the budget cannot pay for it (the first listed is used)."""
+        names = self.settings.augments
+        if len(names) < 2:
+            return []
+        if len(names) * prior(lead, steps) > share.remaining():
+            logger.warning("auto: no time for the augmentation duel; every run trains with %s", names[0])
+            return []
+        self.duel = choose_augment(names, lambda a: run_trial(replace(lead, augment=a), steps, "augmentation duel"),
+                                   time.perf_counter)
+        duel_rows = self.rows[-len(names):]
+        for row in duel_rows:
+            row.stage += ", chosen (its halving rung 0 run)" if row.augment == self.duel.chosen else ""
+        won = next(e for e in self.duel.entries if e.augment == self.duel.chosen)
+        return [Trial(replace(lead, augment=won.augment), 0, steps, won.val_top1, won.seconds, won.val_loss)]
 
     def _rung(self, steps: int, first: int) -> int:
         return round(math.log(steps / first, self.settings.eta)) if steps >= first else 0
@@ -386,19 +423,21 @@ class _Search:
             logger.warning("auto: %s ran out of time after its planned %d steps were mispriced; the probe is "
                            "compared instead", winner.label, steps)
             self.rows.append(Row(winner.method, winner.lr, "lr", steps, steps / self.steps_per_epoch, float("nan"),
-                                 time.perf_counter() - started, "final (stopped: out of time)"))
+                                 time.perf_counter() - started, "final (stopped: out of time)",
+                                 augment=winner.augment))
             shutil.rmtree(folder, ignore_errors=True)
             return None
         m = result.metrics
         seconds = time.perf_counter() - started
         self.rows.append(Row(winner.method, winner.lr, "lr", steps, steps / self.steps_per_epoch,
                              float(m.get("finetuned_eval_top1", m["eval_top1"])), seconds,
-                             f"final (keep-best: step {m.get('best_step')})"))
+                             f"final (keep-best: step {m.get('best_step')})", augment=winner.augment))
         if wise_ft:
             alpha = m.get("finetuned_wise_ft_alpha", m["wise_ft_alpha"])  # before a returned start set it to 0
             chosen = next(c for c in m["wise_ft_curve"] if c["alpha"] == alpha)
             self.rows.append(Row(f"{winner.method} + WiSE-FT", alpha, "alpha", steps,
-                                 steps / self.steps_per_epoch, float(chosen["top1"]), 0.0, "final, interpolated"))
+                                 steps / self.steps_per_epoch, float(chosen["top1"]), 0.0, "final, interpolated",
+                                 augment=winner.augment))
         if m.get("returned") == "start":  # train.keep_start_within_noise: the fine-tune was within noise of its start
             self.rows.append(Row(f"{winner.method} start", winner.lr, "lr", 0, 0.0, float(m["eval_top1"]), 0.0,
                                  "final, its start (the fine-tune was not clearly better)"))
@@ -473,7 +512,8 @@ class _Search:
         return metrics
 
     def _halving_dict(self, halving: HalvingResult) -> dict:
-        return {"ranking": [c.label for c in halving.ranking], "rungs_completed": halving.rungs_completed,
+        return {"augment": self.duel.to_dict(),
+                "ranking": [c.label for c in halving.ranking], "rungs_completed": halving.rungs_completed,
                 "stopped_by_budget": halving.stopped_by_budget, "trials": [t.to_dict() for t in halving.trials]}
 
 
