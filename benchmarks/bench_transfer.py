@@ -6,7 +6,8 @@ folder holds the splits every row reads: the test split is fixed (digits' test h
 validation split is carved from the training images (20%, stratified, seeded by the seed), and the 10-per-class
 set is drawn from what remains. So every method, the probes and ``auto`` see exactly the same training images.
 
-Rows (``METHODS``): full fine-tune, LP-FT (full, ``model.head_init: probe``), head-only, LoRA r=8, BitFit, SSF, each
+Rows (``METHODS``): full fine-tune, LP-FT (full, ``model.head_init: probe``), head-only, LoRA r=8, BitFit, SSF, all
+with random-resized crops (0.35-1) and flips, and the full fine-tune with plain resizing (auto's two augmentations), each
 through ``vit_transfer.train`` with keep-best (the default with a validation split), sized in epochs, at every rate
 of a half-decade ladder (1, 3, 10, 30 x 1e-3 ...); when the rate with the best mean validation top-1 over seeds sits
 on the grid's edge, the grid grows by one rung on that side (once). The rate is chosen on the mean validation
@@ -86,6 +87,7 @@ class Method:
     grid: tuple[float, ...]
     head_init: str = "zeros"
     lora: dict = field(default_factory=dict)
+    augment: str = "crop-flip"  # vit_transfer.autoselect.augment.AUGMENTS: auto's two choices
 
 
 METHODS = {  # SGD for the full fine-tunes (the ViT paper's transfer optimiser), AdamW for the others, as auto does
@@ -95,6 +97,8 @@ METHODS = {  # SGD for the full fine-tunes (the ViT paper's transfer optimiser),
     "LoRA r=8": Method("lora", "adamw", (0.001, 0.003, 0.01, 0.03), lora={"r": 8, "alpha": 16, "merge": True}),
     "BitFit": Method("bitfit", "adamw", (0.001, 0.003, 0.01, 0.03)),
     "SSF": Method("ssf", "adamw", (0.001, 0.003, 0.01, 0.03)),
+    # the full fine-tune with auto's other augmentation (plain resizing, no flips): what the augmentation costs
+    "full (resize)": Method("full", "sgd", (0.003, 0.01, 0.03, 0.1), augment="resize"),
 }
 PROBES = ("class-token probe", "best probe sweep")
 AUTO_BUDGETS = (60.0, 180.0)
@@ -292,12 +296,14 @@ def plan(args: argparse.Namespace, rows: list[dict]) -> tuple[list[Unit], dict]:
 
 
 def fine_tune_recipe(method: str, lr: float, folder: Path, out: Path, seed: int, epochs: float, batch: int):
-    """The ``vit-transfer train`` recipe of one run: auto's candidate recipe (autoselect/candidates.py: crop scale
-    0.35-1, cosine with 10% warm-up) sized in epochs, keep-best on (the default with a validation split); no label
-    smoothing (auto's own plain full fine-tune adds 0.1: the rows here measure the methods, auto its choices)."""
+    """The ``vit-transfer train`` recipe of one run: auto's candidate recipe (autoselect/candidates.py: the row's
+    augmentation, crop-flip unless named, cosine with 10% warm-up) sized in epochs, keep-best on (the default with a
+    validation split); no label smoothing (auto's own plain full fine-tune adds 0.1: the rows here measure the
+    methods, auto its choices)."""
     from vit_transfer.adapters.lora import LoraSettings
     from vit_transfer.config import ModelConfig
-    from vit_transfer.data import AugmentConfig, DataConfig
+    from vit_transfer.autoselect.augment import augment_config
+    from vit_transfer.data import DataConfig
     from vit_transfer.training.config import OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
     from vit_transfer.training.recipe import TrainRecipe
 
@@ -306,7 +312,7 @@ def fine_tune_recipe(method: str, lr: float, folder: Path, out: Path, seed: int,
     return TrainRecipe(
         model=ModelConfig(source=MODEL, image_size=IMAGE_SIZE, head_init=m.head_init),
         data=DataConfig(source=str(folder), num_workers=0),
-        augment=AugmentConfig(crop_scale=(0.35, 1.0)),
+        augment=augment_config(m.augment),
         method=m.method,
         lora=LoraSettings(**m.lora) if m.lora else LoraSettings(),
         optim=OptimConfig(name=m.optimizer, lr=lr),

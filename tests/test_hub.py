@@ -274,6 +274,31 @@ def test_card_names_hub_base_model_and_timm_usage(timm_run, tmp_path):
     assert 'timm.create_model("hf-hub:me/tiny-timm", pretrained=True)' in card.text
 
 
+def test_card_of_a_run_that_returned_its_start_names_the_start(timm_run, tmp_path):
+    """train.keep_start_within_noise saved LP-FT's start (the probe): the card must not call it a fine-tune."""
+    import yaml
+
+    run, _ = timm_run
+    copy = tmp_path / "run"
+    (copy / "model").mkdir(parents=True)
+    for f in (run / "model").iterdir():
+        (copy / "model" / f.name).write_bytes(f.read_bytes())
+    _write_metadata(copy, str(run), "timm", "full", metrics={**METRICS, "returned": "start"})
+    recipe = yaml.safe_load((copy / "recipe.yaml").read_text())
+    recipe["model"]["head_init"] = "probe"
+    (copy / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    push_run(copy, "me/lp-ft-start", dry_run_dir=tmp_path / "up")
+    text = (tmp_path / "up" / "README.md").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("| Training method"))
+    assert "linear probe on the frozen backbone (LP-FT's start)" in line and "not clearly better" in line
+    assert "(LP-FT)" not in line  # the LP-FT wording of a returned fine-tune
+    (copy / "metrics.json").write_text(json.dumps({**METRICS, "returned": "fine-tune"}))
+    push_run(copy, "me/lp-ft", dry_run_dir=tmp_path / "up2")
+    text = (tmp_path / "up2" / "README.md").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("| Training method"))
+    assert "head started from the linear probe (LP-FT)" in line and "start was saved" not in line
+
+
 @pytest.mark.parametrize("ecosystem", ["hf", "timm"])
 def test_vit_transfer_head_is_pushed_with_a_load_vit_snippet(hf_vit_dir, timm_vit_dir, tmp_path, pixels, ecosystem):
     source = str(hf_vit_dir if ecosystem == "hf" else timm_vit_dir)

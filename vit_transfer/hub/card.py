@@ -289,14 +289,14 @@ def render_body(run, staged, repo_id, info, recipe, metrics, base_id, dataset) -
     details = [
         ("Base model", base_link if base_text or base_id else None),
         ("Library", f"{LIBRARY_TAG[staged.ecosystem]}" + (f" (`{staged.architecture}`)" if staged.architecture else "")),
-        ("Training method", method_text(method, run.adapter_config, recipe)),
+        ("Training method", method_text(method, run.adapter_config, recipe, returned=metrics.get("returned"))),
         ("Dataset", dataset["name"] if dataset else None),
         ("Input resolution", resolution_text(info, recipe, staged)),
         ("Classes", _labels_text(staged, info)),
         ("Head", _head_text(staged, recipe)),
     ]
     parts += ["## Model details", _table(details)]
-    note = _method_note(method)
+    note = _method_note(method) if metrics.get("returned") != "start" else ""  # the start is no fine-tune
     if note:
         parts.append(note)
     stock = (metrics.get("auto") or {}).get("stock_loaders")  # vit-transfer auto returned a multi-block probe
@@ -347,14 +347,22 @@ def _method_note(method: str | None) -> str:
     return METHODS[method].card_note() if method in METHODS else ""
 
 
-def method_text(method: str | None, adapter_config: dict, recipe: dict) -> str | None:
-    """The method's name as the method itself words it (``Method.card_title``), and LP-FT when it applies."""
+def method_text(method: str | None, adapter_config: dict, recipe: dict, returned: "str | None" = None) -> str | None:
+    """The method's name as the method itself words it (``Method.card_title``), and LP-FT when it applies.
+
+    ``returned="start"`` (``metrics.json``: ``train.keep_start_within_noise`` kept the run's start): the saved model
+    is the start, for LP-FT the linear probe on the frozen backbone, not the fine-tune."""
     from ..methods import METHODS
 
     if not method:
         return None
     if method == "probe":  # vit-transfer auto's returned probe
         return "linear probe on the frozen backbone (chosen on validation by vit-transfer auto)"
+    if returned == "start":
+        start = ("the linear probe on the frozen backbone (LP-FT's start)"
+                 if (recipe.get("model") or {}).get("head_init") == "probe" else "the run's starting weights")
+        return (f"{start}: the {method} fine-tune was not clearly better on validation "
+                "(train.keep_start_within_noise), so the start was saved")
     text = METHODS[method].card_title(adapter_config) if method in METHODS else method
     if (recipe.get("model") or {}).get("head_init") == "probe":
         text += ", head started from the linear probe (LP-FT)"
