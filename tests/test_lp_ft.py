@@ -172,3 +172,40 @@ def test_head_lr_gives_the_head_its_own_rate(bases):
         else:
             assert group["lr"] <= 0.001 + 1e-12
     assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("ecosystem", ["hf", "timm"])
+def test_lp_ft_from_a_multi_block_probe_starts_at_it_and_reloads(tmp_path, bases, images, ecosystem):
+    """model.head_last_n: the head reads the last 2 blocks' cls+mean (DINOv2's linear evaluation style); LP-FT fits
+    the probe on those features, its step-0 evaluation is that probe's, and the saved model reloads with load_vit
+    giving the trained model's logits."""
+    out = tmp_path / "run"
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({
+        "model": {"source": str(bases[ecosystem]), "head_init": "probe", "pooling": "cls+mean", "head_last_n": 2},
+        "data": {"source": str(images), "num_workers": 0, "val_fraction": 0.25},
+        "augment": {"crop": "resize", "hflip": False},
+        "method": "full",
+        "optim": {"name": "sgd", "lr": 0.05},
+        "train": {"max_steps": 3, "batch_size": 6, "keep_start_within_noise": False},
+        "output": {"dir": str(out), "log_with": "none"},
+    }))
+    result = train(load_train_recipe(tmp_path / "r.yaml"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    spec = result.model.head_spec
+    assert (spec.pooling, spec.last_n) == ("cls+mean", 2)
+    assert result.model.head_parameters()[0].shape[1] == result.model.feature_dim("cls+mean", 2)
+    step0 = next(e for e in metrics["eval_curve"] if e["step"] == 0)
+    assert step0["top1"] == pytest.approx(metrics["probe_val_top1"]) and metrics["probe_val_top1"] > 0.5
+    reloaded = load_vit(str(out / "model")).eval()
+    pixels = torch.rand(2, 3, *result.model.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(pixels), result.model.eval()(pixels), atol=1e-5, rtol=1e-4)
+
+
+def test_head_last_n_beyond_the_depth_is_a_config_error(bases):
+    from vit_transfer.config import ModelConfig
+    from vit_transfer.errors import ConfigError
+    from vit_transfer.models import load_vit_from_config
+
+    with pytest.raises(ConfigError, match=r"model.head_last_n must be 1 to the model's depth \(2 blocks\), got 5"):
+        load_vit_from_config(ModelConfig(source=str(bases["hf"]), head_last_n=5), num_labels=3)

@@ -351,6 +351,14 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
         head_dropout=cfg.head_dropout, head_init=head_init, ecosystem=cfg.ecosystem,
         architecture=cfg.architecture, reuse_matching_head=cfg.reuse_matching_head,
     )
+    if cfg.head_last_n != 1:
+        depth = len(model.token_sites()[1])
+        if not 1 <= cfg.head_last_n <= depth:
+            raise ConfigError(f"model.head_last_n must be 1 to the model's depth ({depth} blocks), got "
+                              f"{cfg.head_last_n}")
+        model.set_head(model.num_labels, model.id2label, kind=cfg.head, pooling=model.head_spec.pooling,
+                       hidden_dim=cfg.head_hidden_dim, dropout=cfg.head_dropout, init=head_init,
+                       last_n=cfg.head_last_n)
     if not cfg.pretrained:
         model.reinitialize(seed, head_init)
     model.set_attention(auto_attention(model) if cfg.attention in (None, "auto") else cfg.attention)

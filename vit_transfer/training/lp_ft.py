@@ -3,10 +3,10 @@
 A zero (or random) head sends large, uninformative gradients into the pretrained features during the
 first steps, which then drift away from what made them good; starting from the probe's head, the
 fine-tune begins at the probe's accuracy and its gradients refine instead of repair. The probe is the
-library's own (``vit_transfer.probe``) on the head's pooling, fed by the run's own eval transform and
-precision: frozen features of the train split, C chosen on the validation split, fitted on train only
-(validation stays out of every fit: keep-best chooses on it too), so the run's step-0 evaluation is the
-probe's validation accuracy. Without a validation split, C is chosen on a stratified slice of train.
+library's own (``vit_transfer.probe``) on the head's pooling of the last ``model.head_last_n`` blocks, fed by
+the run's own eval transform and precision: frozen features of the train split, C chosen on the validation
+split, fitted on train only (validation stays out of every fit: keep-best chooses on it too), so the run's
+step-0 evaluation is the probe's validation accuracy. Without a validation split, C is chosen on a stratified slice of train.
 The standardisation is folded into the weights, which are loaded into the model's existing linear head.
 """
 
@@ -52,11 +52,11 @@ def init_head_from_probe(model, data, *, batch_size: int, precision: str = "no",
 
     start = time.perf_counter()
     config = ProbeConfig(fewshot=False, cache=False)
-    pooling = model.head_spec.pooling
+    pooling, last_n = model.head_spec.pooling, model.head_spec.last_n  # model.pooling, model.head_last_n
     transform = transform or build_transform(model.preprocessing, train=False, normalize=False)
 
     def features(split, desc):
-        return extract_features(model, split, transform, pooling=pooling, batch_size=batch_size,
+        return extract_features(model, split, transform, pooling=pooling, last_n=last_n, batch_size=batch_size,
                                 precision=probe_precision(precision), num_workers=num_workers,
                                 accelerator=accelerator, progress=progress, desc=desc)
 
