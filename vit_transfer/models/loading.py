@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -99,12 +98,10 @@ def _load_hf(src: Source) -> HFViT:
                            "class-token pooling (use_mean_pooling: false), as model.scratch.pos_embed=relative builds it")
     head_spec = getattr(config, HEAD_CONFIG_KEY, None)
     try:
-        # a saved non-native head (other pooling width) is rebuilt and reloaded below, so let its shape differ here,
-        # without transformers' "MISMATCH" report for a difference that is expected
-        with _quiet_transformers_loading(bool(head_spec)):
-            model = AutoModelForImageClassification.from_pretrained(
-                src.location, dtype=torch.float32, ignore_mismatched_sizes=bool(head_spec)
-            )
+        # a saved non-native head (other pooling width) is rebuilt and reloaded below, so let its shape differ here
+        model = AutoModelForImageClassification.from_pretrained(
+            src.location, dtype=torch.float32, ignore_mismatched_sizes=bool(head_spec)
+        )
     except (OSError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"cannot load weights of {src.original}: {exc}") from exc
     preprocessing = read_hf_preprocessing(
@@ -118,21 +115,6 @@ def _load_hf(src: Source) -> HFViT:
                          last_n=spec.get("last_n", 1))
         _load_head_weights(wrapped, folder, src)
     return wrapped
-
-
-@contextlib.contextmanager
-def _quiet_transformers_loading(quiet: bool):
-    """transformers' loading report (``transformers.modeling_utils``'s warnings) raised to errors only, while on."""
-    import logging
-
-    log = logging.getLogger("transformers.modeling_utils")
-    level = log.level
-    if quiet:
-        log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def _preprocessor_config(folder: Path | None, src: Source) -> Path | None:
