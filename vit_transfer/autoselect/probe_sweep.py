@@ -54,7 +54,7 @@ class BlockFeatures:
 
 def model_depth(model) -> int:
     """Number of transformer blocks (the blocks VPT hooks: one list for both ecosystems)."""
-    return len(model.token_sites()[1])
+    return model.depth
 
 
 def block_choices(depth: int, choices: tuple[int, ...] = BLOCK_CHOICES) -> list[int]:

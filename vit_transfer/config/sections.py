@@ -21,8 +21,9 @@ class ModelConfig:
     head: Literal["linear", "mlp"] = "linear"
     pooling: Literal["cls", "mean", "cls+mean"] | None = None
     # the head reads the pooled features of the last N blocks, concatenated (DINOv2's linear evaluation reads 4);
-    # with head_init: probe the fine-tune starts from that probe. Not a head the stock loaders express (load_vit is)
-    head_last_n: int = 1
+    # with head_init: probe the fine-tune starts from that probe. Not a head the stock loaders express (load_vit is).
+    # null: 1, or the checkpoint's own when its head is reused (reuse_matching_head), as pooling: null does
+    head_last_n: int | None = None
     head_hidden_dim: int | None = None
     head_dropout: float = 0.0
     head_init: Literal["zeros", "trunc_normal", "probe"] = "zeros"  # probe (training only): LP-FT, the fitted linear probe

@@ -251,6 +251,11 @@ class TransferModel(nn.Module, abc.ABC):
         eager measured 1.3-1.9x faster for these short sequences (see docs/training.md).
         """
 
+    @property
+    def depth(self) -> int:
+        """Number of transformer blocks (``token_sites``' list: one count for both ecosystems)."""
+        return len(self.token_sites()[1])
+
     @abc.abstractmethod
     def token_sites(self) -> "tuple[nn.Module, list[nn.Module]]":
         """The module whose output is the token sequence entering block 0 (position embeddings added), and the

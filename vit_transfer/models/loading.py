@@ -30,6 +30,7 @@ def load_vit(
     head_hidden_dim: int | None = None,
     head_dropout: float = 0.0,
     head_init: str = "zeros",
+    head_last_n: int | None = None,
     ecosystem: str | None = None,
     architecture: str | None = None,
     reuse_matching_head: bool = True,
@@ -43,6 +44,7 @@ def load_vit(
     new head replaces the classifier. Head options apply only then. A checkpoint whose head already
     has exactly ``id2label`` (same names, same order, same head kind) keeps its trained head unless
     ``reuse_matching_head=False``: continuing to train a fine-tuned model must not reset it.
+    ``head_last_n``: a new head reads the pooled features of the last N blocks (None: 1, or a reused head's).
     """
     if isinstance(source, TransferModel):
         model = source
@@ -55,22 +57,28 @@ def load_vit(
             load_prompts(model, resolved.location)
     if image_size is not None or patch_size is not None:
         model.resize(image_size or model.image_size, patch_size, interpolation, align_corners, antialias)
+    if head_last_n is not None and not 1 <= head_last_n <= model.depth:
+        raise ConfigError(f"model.head_last_n must be 1 to the model's depth ({model.depth} blocks), got "
+                          f"{head_last_n} (load_vit's head_last_n)")
     if id2label is not None and num_labels is None:
         num_labels = len(id2label)
     if num_labels is not None:
         if id2label is not None:
             id2label = {int(k): str(v) for k, v in id2label.items()}
-        if not (reuse_matching_head and _head_matches(model, num_labels, id2label, head, pooling, head_hidden_dim)):
-            model.set_head(num_labels, id2label, head, pooling, head_hidden_dim, head_dropout, head_init)
+        if not (reuse_matching_head
+                and _head_matches(model, num_labels, id2label, head, pooling, head_hidden_dim, head_last_n)):
+            model.set_head(num_labels, id2label, head, pooling, head_hidden_dim, head_dropout, head_init,
+                           last_n=head_last_n or 1)
     return model
 
 
-def _head_matches(model: TransferModel, num_labels: int, id2label, kind: str, pooling, hidden_dim) -> bool:
+def _head_matches(model: TransferModel, num_labels: int, id2label, kind: str, pooling, hidden_dim,
+                  last_n: "int | None" = None) -> bool:
     """True when the checkpoint's head already classifies exactly these named labels the same way."""
     spec = model.head_spec
     if id2label is None or spec.num_labels != num_labels or model.id2label != id2label or spec.kind != kind:
         return False
-    if pooling is not None and spec.pooling != pooling:
+    if (pooling is not None and spec.pooling != pooling) or (last_n is not None and spec.last_n != last_n):
         return False
     return kind == "linear" or hidden_dim in (None, spec.hidden_dim)
 
@@ -348,17 +356,9 @@ def load_vit_from_config(cfg, num_labels: int | None = None, id2label: dict[int,
     model = load_vit(
         source, num_labels=num_labels, id2label=id2label, image_size=cfg.image_size, patch_size=cfg.patch_size,
         interpolation=cfg.interpolation, head=cfg.head, pooling=cfg.pooling, head_hidden_dim=cfg.head_hidden_dim,
-        head_dropout=cfg.head_dropout, head_init=head_init, ecosystem=cfg.ecosystem,
+        head_dropout=cfg.head_dropout, head_init=head_init, head_last_n=cfg.head_last_n, ecosystem=cfg.ecosystem,
         architecture=cfg.architecture, reuse_matching_head=cfg.reuse_matching_head,
     )
-    if cfg.head_last_n != 1:
-        depth = len(model.token_sites()[1])
-        if not 1 <= cfg.head_last_n <= depth:
-            raise ConfigError(f"model.head_last_n must be 1 to the model's depth ({depth} blocks), got "
-                              f"{cfg.head_last_n}")
-        model.set_head(model.num_labels, model.id2label, kind=cfg.head, pooling=model.head_spec.pooling,
-                       hidden_dim=cfg.head_hidden_dim, dropout=cfg.head_dropout, init=head_init,
-                       last_n=cfg.head_last_n)
     if not cfg.pretrained:
         model.reinitialize(seed, head_init)
     model.set_attention(auto_attention(model) if cfg.attention in (None, "auto") else cfg.attention)
