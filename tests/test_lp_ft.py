@@ -209,3 +209,19 @@ def test_head_last_n_beyond_the_depth_is_a_config_error(bases):
 
     with pytest.raises(ConfigError, match=r"model.head_last_n must be 1 to the model's depth \(2 blocks\), got 5"):
         load_vit_from_config(ModelConfig(source=str(bases["hf"]), head_last_n=5), num_labels=3)
+
+
+def test_a_saved_multi_block_head_is_reused_only_at_its_own_depth(bases, tmp_path):
+    """reuse_matching_head holds for head_last_n as for pooling: the same labels at the same depth keep the trained
+    head; another depth builds a new one; null keeps whatever the checkpoint has."""
+    labels = {0: "a", 1: "b", 2: "c"}
+    model = load_vit(bases["hf"], id2label=labels, pooling="cls+mean", head_last_n=2)
+    with torch.no_grad():
+        for p in model.head_parameters():
+            p.normal_()
+    model.save(tmp_path)
+    kept = load_vit(str(tmp_path), id2label=labels, head_last_n=2)
+    torch.testing.assert_close(kept.head_parameters()[0], model.head_parameters()[0])
+    assert load_vit(str(tmp_path), id2label=labels).head_spec.last_n == 2
+    fresh = load_vit(str(tmp_path), id2label=labels, head_last_n=1)
+    assert fresh.head_spec.last_n == 1 and torch.count_nonzero(fresh.head_parameters()[0]) == 0
