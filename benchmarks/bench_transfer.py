@@ -13,7 +13,9 @@ of a half-decade ladder (1, 3, 10, 30 x 1e-3 ...); when the rate with the best m
 on the grid's edge, the grid grows by one rung on that side (once). The rate is chosen on the mean validation
 top-1 over seeds; the test split is scored once per run. Besides: the class-token probe (LP-FT's start: class
 token of the last block, C chosen on validation, fitted on train), the best probe of ``auto``'s sweep
-(``sweep_probes``: pooling x blocks x C on validation, refitted on train only), and ``auto`` at two budgets.
+(``sweep_probes``: pooling x blocks x C on validation, its search fit on train only), both scored on test as the
+model ``auto`` returns when its probe wins (the probe as the head, through ``evaluate``), and ``auto`` at two
+budgets.
 
 Resumable (``benchmarks/resumable.py``): the unit of work is one (setting, seed, method, rate) run, one probe, or
 one (setting, seed, auto budget) run; each is appended to ``benchmarks/results/transfer.jsonl`` as soon as it ends
@@ -245,13 +247,22 @@ class Unit:
         return f"{self.setting} seed {self.seed} {self.method}{what}"
 
 
-def protocol(args: argparse.Namespace, setting: str, kind: str) -> dict:
+# the probes since the sweep returns its search fit (not a cold refit) and reads up to 8 blocks, and the probe rows
+# are scored as the model auto returns (the probe as its head, through vit_transfer.inference.evaluate)
+PROBE_VERSION = "search-fit, blocks 1-8, scored as a model"
+
+
+def protocol(args: argparse.Namespace, setting: str, kind: str, method: "str | None" = None) -> dict:
     """What must be equal for two rows to be compared (a row of another protocol is kept but left out)."""
     base = {"model": MODEL, "image_size": IMAGE_SIZE, "smoke": bool(args.smoke)}
     if kind == "run":
         base.update(epochs=epochs_of(args, setting), batch_size=batch_size(args))
+        if method is not None and METHODS[method].head_init == "probe":  # LP-FT starts from the probe
+            base.update(probe=PROBE_VERSION)
     if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
-        base.update(auto_augment="duel")
+        base.update(auto_augment="duel", probe=PROBE_VERSION)
+    if kind == "probe":
+        base.update(probe=PROBE_VERSION)
     return base
 
 
@@ -273,8 +284,8 @@ def grids_of(args: argparse.Namespace) -> dict[str, list[float]]:
 
 
 def matching(rows: list[dict], args, setting: str, kind: str, method: "str | None" = None) -> list[dict]:
-    wanted = protocol(args, setting, kind)
-    return [r for r in rows if r["setting"] == setting and r["kind"] == kind and r["protocol"] == wanted
+    return [r for r in rows if r["setting"] == setting and r["kind"] == kind
+            and r["protocol"] == protocol(args, setting, kind, r["method"] if kind == "run" else None)
             and (method is None or r["method"] == method) and r["seed"] in args.seeds]
 
 
@@ -344,7 +355,7 @@ class Runner:
         row = {"kind": unit.kind, "setting": unit.setting, "seed": unit.seed, "method": unit.method, "lr": unit.lr,
                **fields, "seconds": round(seconds, 1), "train_images": count_images(folder / "train"),
                "machine": machine(), "commit": commit(),
-               "protocol": protocol(self.args, unit.setting, unit.kind)}
+               "protocol": protocol(self.args, unit.setting, unit.kind, unit.method if unit.kind == "run" else None)}
         print(f"  {unit}: val {100 * row['val_top1']:.1f} test {100 * row['test_top1']:.1f} ({seconds:.0f} s)",
               flush=True)
         return row
@@ -361,21 +372,29 @@ class Runner:
                 "trainable_parameters": m.get("trainable_parameters"), "train_seconds": m.get("train_seconds")}
 
     def probe(self, unit: Unit, folder: Path, out: Path) -> dict:
-        """The class-token probe (cls, last block) or the whole sweep, C on validation, fitted on train only."""
-        from vit_transfer.autoselect.probe_sweep import sweep_probes
+        """The class-token probe (cls, last block) or the whole sweep, C on validation, fitted on train only; the
+        test split scored as auto scores a returned probe: the probe as the model's head, through ``evaluate``."""
+        import copy
+
+        from vit_transfer.autoselect.probe_sweep import attach_probe, sweep_probes
+        from vit_transfer.inference import evaluate
         from vit_transfer.probe.config import ProbeConfig
         from vit_transfer.probe.logistic import topk_accuracy
 
-        train, val, test, num_labels = self.block_features(folder, unit.seed)
+        (train, val, test), model, data = self.block_features(folder, unit.seed)
         options = {"poolings": ("cls",), "blocks": [1]} if unit.method == PROBES[0] else {}
-        sweep = sweep_probes(train, val, num_labels, config=ProbeConfig(fewshot=False, cache=False), **options)
+        sweep = sweep_probes(train, val, data.num_labels, config=ProbeConfig(fewshot=False, cache=False), **options)
         best = sweep.best
-        test_top1 = topk_accuracy(sweep.probe.logits(test.select(best.pooling, best.last_n)), test.labels)
-        return {"val_top1": sweep.val_top1, "test_top1": test_top1, "pooling": best.pooling, "last_n": best.last_n,
-                "C": best.C}
+        served = copy.deepcopy(model)
+        attach_probe(served, sweep, data.id2label)
+        test_top1 = evaluate(served, data.test, data.id2label, batch_size=BATCH_SIZE, progress=False).numbers["top1"]
+        features_top1 = topk_accuracy(sweep.probe.logits(test.select(best.pooling, best.last_n)), test.labels)
+        return {"val_top1": sweep.val_top1, "test_top1": test_top1, "features_test_top1": features_top1,
+                "pooling": best.pooling, "last_n": best.last_n, "C": best.C}
 
     def block_features(self, folder: Path, seed: int):
-        """Train, validation and test features of the last blocks (both poolings), once per folder, as auto does."""
+        """(train, validation and test features of the last blocks, both poolings; the model; the datasets), once
+        per folder, as auto extracts them."""
         if folder not in self.features:
             from vit_transfer.autoselect.probe_sweep import block_choices, extract_block_features, model_depth
             from vit_transfer.config import ModelConfig
@@ -390,8 +409,9 @@ class Runner:
             options = dict(batch_size=BATCH_SIZE, precision="fp32" if precision == "no" else precision,
                            num_workers=0, progress=False)
             blocks = max(block_choices(model_depth(model)))
-            self.features = {folder: (*(extract_block_features(model, split, blocks, **options)
-                                        for split in (data.train, data.eval, data.test)), data.num_labels)}
+            features = tuple(extract_block_features(model, split, blocks, **options)
+                             for split in (data.train, data.eval, data.test))
+            self.features = {folder: (features, model, data)}
         return self.features[folder]
 
     def auto(self, unit: Unit, folder: Path, out: Path) -> dict:
@@ -587,7 +607,9 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
               "seeds, and a grid whose pick sat on an edge grew by one half-decade rung on that side "
               f"(at most {MAX_EXTENSIONS}; '(edge)': the pick still sits on the edge). Test top-1: the chosen rate's "
               "runs, mean +- std over seeds, each scored once. Probes: C on validation, fitted on train only "
-              "(the class-token probe is LP-FT's start; the sweep is auto's). auto: its chosen candidate per seed "
+              "(the class-token probe is LP-FT's start; the sweep is auto's: pooling x last 1, 2, 4 or all 6 "
+              "blocks), scored on test as the model auto returns (the probe as its head). auto: its chosen "
+              "candidate per seed "
               f"and wall seconds. Measured on: {machines}.", ""]
     for setting in args.settings:
         lines += table(summary, setting)
@@ -598,7 +620,8 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
 def rebuild(args: argparse.Namespace, out: Path) -> dict:
     """``transfer.md`` and ``transfer.json`` from every row of the current protocol."""
     all_rows = read_rows(out / f"{NAME}.jsonl")
-    rows = [r for r in all_rows if r["setting"] in SETTINGS and r["protocol"] == protocol(args, r["setting"], r["kind"])]
+    rows = [r for r in all_rows if r["setting"] in SETTINGS and r["protocol"] == protocol(
+        args, r["setting"], r["kind"], r["method"] if r["kind"] == "run" and r["method"] in METHODS else None)]
     summary = summarise(rows, args)
     page = markdown(summary, args, rows, len(all_rows) - len(rows))
     (out / f"{NAME}.md").write_text(page + "\n")

@@ -81,10 +81,15 @@ def run_chunk(next_unit: Callable[[], Any], run_unit: Callable[[Any], dict], row
     """
     start = clock()
     added: list[dict] = []
+    done: list = []
     while (unit := next_unit()) is not None:
         if max_minutes is not None and clock() - start >= 60 * max_minutes:
             log(f"--max-minutes {max_minutes:g} reached: stopping before {name(unit)}; run again to go on")
             break
+        if unit in done:  # its row did not count as done (e.g. written with another protocol): it would loop forever
+            raise RuntimeError(f"{name(unit)} is asked for again after its row was appended to {rows_path}: the "
+                               "row does not match what the plan looks for")
+        done.append(unit)
         row = run_unit(unit)
         append_row(rows_path, row)
         added.append(row)

@@ -87,7 +87,8 @@ class FakeRunner:
         val = VAL[(unit.method, unit.lr)][unit.seed]
         row = {"kind": unit.kind, "setting": unit.setting, "seed": unit.seed, "method": unit.method, "lr": unit.lr,
                "val_top1": val, "test_top1": round(val - 0.02 + 0.02 * unit.seed, 4), "seconds": 10.0 + unit.seed,
-               "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind)}
+               "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind,
+                                                                 unit.method if unit.kind == "run" else None)}
         if unit.method == "LP-FT":
             row["probe_val_top1"] = 0.80  # its step-0 evaluation: the class-token probe's validation top-1
             row["returned"] = "start" if unit.seed == 1 else "fine-tune"  # train.keep_start_within_noise
@@ -186,3 +187,18 @@ def test_every_method_reads_the_same_splits_and_the_test_split_is_fixed(bt, tmp_
     recipe = bt.fine_tune_recipe("LP-FT", 0.01, folders[0], tmp_path / "run", 0, 20, 32)
     assert (recipe.data.source, recipe.train.epochs, recipe.train.max_steps) == (str(folders[0]), 20.0, None)
     assert recipe.model.head_init == "probe" and recipe.schedule.warmup_steps == 60 // 10  # 3 steps an epoch
+
+
+def test_a_row_the_plan_does_not_recognise_stops_the_chunk_instead_of_looping(bt, tmp_path):
+    """A runner whose rows carry another protocol (the plan never counts them as done) fails on the second ask."""
+    argv = ARGV + ["--output", str(tmp_path)]
+    runner = FakeRunner(bt, argv)
+
+    def stale(unit):
+        row = runner(unit)
+        row["protocol"] = {**row["protocol"], "probe": "an older probe"}
+        return row
+
+    with pytest.raises(RuntimeError, match="lfw seed 0 class-token probe is asked for again after its row"):
+        bt.main(argv, runner=stale, clock=runner.clock)
+    assert len(bt.read_rows(tmp_path / "transfer.jsonl")) == 1

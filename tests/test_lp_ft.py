@@ -10,7 +10,6 @@ import yaml
 
 from vit_transfer.data import DataConfig, build_transform, load_image_datasets, make_dataloader
 from vit_transfer.models import load_vit
-from vit_transfer.probe.logistic import fit_logistic_regression
 from vit_transfer.testing import write_image_folder
 from vit_transfer.training import load_train_recipe, train
 from vit_transfer.runtime.accelerator import make_accelerator
@@ -35,17 +34,27 @@ def test_the_starting_head_is_the_probe(bases, images, ecosystem):
     acc = make_accelerator("no", True, "none", None, 1)
     probe = init_head_from_probe(model, data, batch_size=8, accelerator=acc, progress=False)
 
-    # independent oracle: the same C fitted on features taken straight from forward_features
-    train_x = eval_pixels(model, data.train)
-    train_y = torch.tensor([data.train[i][1] for i in range(len(data.train))])
-    with torch.no_grad():
-        feats = model.eval().forward_features(train_x, pooling="mean")
-    oracle = fit_logistic_regression(feats, train_y, probe.C, data.num_labels)
+    # independent oracle: the same C search (train to fit, validation to choose) on features taken straight from
+    # forward_features; the probe is the search's fit at the chosen C
+    from vit_transfer.probe import ProbeConfig, select_C
+
+    def features_and_labels(split):
+        pixels = eval_pixels(model, split)
+        with torch.no_grad():
+            feats = model.eval().forward_features(pixels, pooling="mean")
+        return pixels, feats, torch.tensor([split[i][1] for i in range(len(split))])
+
+    _, train_feats, train_y = features_and_labels(data.train)
+    val_x, val_feats, val_y = features_and_labels(data.eval)
+    cfg = ProbeConfig()
+    oracle = select_C(train_feats, train_y, val_feats, val_y, data.num_labels, grid=cfg.c_grid,
+                      exponents=tuple(cfg.c_exponents), steps=cfg.c_steps, refine_steps=cfg.c_refine_steps,
+                      max_iter=cfg.max_iter).best_fit
+    assert probe.C == pytest.approx(oracle.C)
     weight, bias = oracle.folded()
     torch.testing.assert_close(probe.weight, weight, atol=1e-4, rtol=1e-4)
 
     # the model's logits before any step are the probe's predictions
-    val_x = eval_pixels(model, data.eval)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(val_x), oracle.logits(model.forward_features(val_x, pooling="mean")),
                                    atol=1e-4, rtol=1e-4)
@@ -154,7 +163,10 @@ def test_lp_ft_chooses_C_on_validation_and_its_step_0_evaluation_is_the_probe(tm
     search = select_C(tr.features, tr.labels, va.features, va.labels, data.num_labels, grid=cfg.c_grid,
                       exponents=tuple(cfg.c_exponents), steps=cfg.c_steps, refine_steps=cfg.c_refine_steps,
                       max_iter=cfg.max_iter)
-    assert m["probe_C"] == pytest.approx(search.best_C) and m["probe_val_top1"] == pytest.approx(search.best_val_top1)
+    # the run's C is one of the search's best on validation (the colours separate perfectly, so several C reach
+    # the top; which of them wins on validation loss depends on the machine's bf16 kernels)
+    at_run_C = next(t for t in search.trials if t["C"] == pytest.approx(m["probe_C"]))
+    assert at_run_C["val_top1"] == search.best_val_top1 == pytest.approx(m["probe_val_top1"])
 
 
 def test_head_lr_gives_the_head_its_own_rate(bases):

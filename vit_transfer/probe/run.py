@@ -74,9 +74,13 @@ def run_linear_probe(
         fit_x, fit_y, val_x, val_y, num_labels, grid=config.c_grid, exponents=tuple(config.c_exponents),
         steps=config.c_steps, refine_steps=config.c_refine_steps, max_iter=config.max_iter, device=device,
     )
-    all_x = torch.cat([features[s].features for s in refit])
-    all_y = torch.cat([features[s].labels for s in refit])
-    probe = fit_logistic_regression(all_x, all_y, search.best_C, num_labels, max_iter=config.max_iter, device=device)
+    if choose_on_eval:  # fitted on train alone, as the search's fits: the search's own fit, not a refit
+        probe = search.best_fit
+    else:  # refitted on more images, warm-started from the search's fit (the path its score was measured on)
+        all_x = torch.cat([features[s].features for s in refit])
+        all_y = torch.cat([features[s].labels for s in refit])
+        probe = fit_logistic_regression(all_x, all_y, search.best_C, num_labels, max_iter=config.max_iter,
+                                        init=search.best_fit, device=device)
     logits = probe.logits(features[report].features)
     top5_k = min(5, num_labels)
     result = LinearProbeResult(
