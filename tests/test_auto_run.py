@@ -287,3 +287,18 @@ def test_a_multi_block_probe_is_pushed_with_load_vit_and_the_stock_loader_note(h
         # the same weights; float rounding only (the probe's C=100 head makes logits of ~1)
         torch.testing.assert_close(load_vit(str(tmp_path / "up")).eval()(pixels), result.model.eval()(pixels),
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_the_sweep_gets_the_time_no_fine_tune_could_use(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """When the halving's share could not pay for one first-rung run (priced here at 10^6 s), the probe sweep may
+    use all the time left instead of 40% of it, and no fine-tune is tried; otherwise it gets SWEEP_SHARE."""
+    import vit_transfer.autoselect.run as auto_run
+
+    plain = auto(str(folder), str(hf_vit_dir), budget_seconds=30, output_dir=tmp_path / "plain",
+                 settings=settings(rates_per_method=1, max_epochs=1))
+    assert plain.metrics["auto"]["sweep_share"] == auto_run.SWEEP_SHARE and plain.halving.trials
+    monkeypatch.setattr(auto_run._Search, "_run_prior", lambda self, steps: 1e6)
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=30, output_dir=tmp_path / "run",
+                  settings=settings(rates_per_method=1, max_epochs=1))
+    assert result.metrics["auto"]["sweep_share"] == 1.0
+    assert result.chosen == "probe" and result.halving.trials == []

@@ -49,7 +49,8 @@ DEFAULT_MODEL = ModelConfig().source
 AUTO_FILE = "auto.json"
 
 
-SWEEP_SHARE = 0.4  # of the time left after feature extraction, for the probe sweep's fits
+SWEEP_SHARE = 0.4  # of the time left after feature extraction, for the probe sweep's fits (all of it when the
+# halving's share of the rest could not pay for even one first-rung run: then nothing else would use it)
 FINAL_SAFETY = 0.9  # share of the time left that the winner's run is planned on
 OVERRUN = 1.05  # a run still going at this multiple of the budget is stopped (the probe is returned)
 
@@ -226,8 +227,11 @@ class _Search:
         train = extract_block_features(model, data.train, blocks, desc="train features", **options)
         val = extract_block_features(model, data.eval, blocks, desc="validation features", **options)
         budget.stage("probe sweep: fits")
-        # the sweep's fits may use SWEEP_SHARE of the time left (at least one configuration always runs)
-        sweep_end = budget.elapsed() + SWEEP_SHARE * max(0.0, budget.remaining() - self.end_reserve)
+        # the sweep's fits may use SWEEP_SHARE of the time left (at least one configuration always runs), or all
+        # of it when no fine-tune could run after them
+        left = max(0.0, budget.remaining() - self.end_reserve)
+        self.sweep_share = SWEEP_SHARE if self._first_run_affordable((1 - SWEEP_SHARE) * left) else 1.0
+        sweep_end = budget.elapsed() + self.sweep_share * left
         sweep = sweep_probes(train, val, data.num_labels, config=s.probe, poolings=s.poolings, blocks=block_grid,
                              stop=lambda: budget.elapsed() > sweep_end)
         for t in sweep.trials:
@@ -270,7 +274,8 @@ class _Search:
         versus = paired.to_dict() if paired is not None else None
         metrics["auto"] = {"chosen": chosen, "val_top1": val_top1, "probe_val_top1": sweep.val_top1,
                            "probe": sweep.best.summary(), "winner_vs_probe": versus,
-                           "augment": self.duel.chosen, "budget_seconds": budget.seconds,
+                           "augment": self.duel.chosen, "sweep_share": self.sweep_share,
+                           "budget_seconds": budget.seconds,
                            "elapsed_seconds": budget.elapsed(), "stock_loaders": note}
         write_json(folder / "metrics.json", metrics)
         write_json(folder / AUTO_FILE, {"chosen": chosen, "val_top1": val_top1, "probe_sweep": sweep.to_dict(),
@@ -312,8 +317,7 @@ class _Search:
         s, data, budget = self.settings, self.datasets, self.budget
         per_class = len(data.train) / data.num_labels
         candidates = candidates_for(per_class, s.rates_per_method, s.methods, augment=s.augments[0])
-        self.steps_per_epoch = max(1, len(data.train) // self.batch)
-        first = max(s.min_steps, math.ceil(s.rung_epochs * self.steps_per_epoch))
+        first = self._first_rung_steps()
         self.max_steps = max(first, math.ceil(s.max_epochs * self.steps_per_epoch))
         reserve = max(0.0, budget.remaining() - self.end_reserve) * (1 - s.halving_share) + self.end_reserve
         run = self._run_settings()
@@ -349,8 +353,8 @@ class _Search:
         def score(candidate: Candidate, steps: int) -> tuple[float, "float | None"]:
             return run_trial(candidate, steps, f"halving rung {self._rung(steps, first)}")
 
-        def prior(candidate: Candidate, steps: int) -> float:  # a training step: about 3 forward passes
-            return 3 * self.seconds_per_batch * (steps + 2 * math.ceil(len(data.eval) / self.batch))
+        def prior(candidate: Candidate, steps: int) -> float:
+            return self._run_prior(steps)
 
         prescored = self._augmentation_duel(candidates[0], first, run_trial, prior, _Share())
         candidates = [replace(c, augment=self.duel.chosen) for c in candidates]
@@ -375,6 +379,22 @@ class _Search:
             row.stage += ", chosen (its halving rung 0 run)" if row.augment == self.duel.chosen else ""
         won = next(e for e in self.duel.entries if e.augment == self.duel.chosen)
         return [Trial(replace(lead, augment=won.augment), 0, steps, won.val_top1, won.seconds, won.val_loss)]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.datasets.train) // self.batch)
+
+    def _first_rung_steps(self) -> int:
+        return max(self.settings.min_steps, math.ceil(self.settings.rung_epochs * self.steps_per_epoch))
+
+    def _run_prior(self, steps: int) -> float:
+        """The seconds a run of ``steps`` is expected to take before any has run: a training step is about 3
+        forward passes, plus its two passes over validation."""
+        return 3 * self.seconds_per_batch * (steps + 2 * math.ceil(len(self.datasets.eval) / self.batch))
+
+    def _first_run_affordable(self, seconds: float) -> bool:
+        """Whether the halving's share of ``seconds`` (what the sweep leaves) pays for one first-rung run."""
+        return self._run_prior(self._first_rung_steps()) <= self.settings.halving_share * seconds
 
     def _rung(self, steps: int, first: int) -> int:
         return round(math.log(steps / first, self.settings.eta)) if steps >= first else 0
