@@ -260,7 +260,7 @@ def protocol(args: argparse.Namespace, setting: str, kind: str, method: "str | N
         if method is not None and METHODS[method].head_init == "probe":  # LP-FT starts from the probe
             base.update(probe=PROBE_VERSION)
     if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
-        base.update(auto_augment="duel", probe=PROBE_VERSION)
+        base.update(auto_augment="duel", probe=PROBE_VERSION, auto_sweep_share="all when no fine-tune fits")
     if kind == "probe":
         base.update(probe=PROBE_VERSION)
     return base
