@@ -87,8 +87,7 @@ class FakeRunner:
         val = VAL[(unit.method, unit.lr)][unit.seed]
         row = {"kind": unit.kind, "setting": unit.setting, "seed": unit.seed, "method": unit.method, "lr": unit.lr,
                "val_top1": val, "test_top1": round(val - 0.02 + 0.02 * unit.seed, 4), "seconds": 10.0 + unit.seed,
-               "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind,
-                                                                 unit.method if unit.kind == "run" else None)}
+               "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind)}
         if unit.method == "LP-FT":
             row["probe_val_top1"] = 0.80  # its step-0 evaluation: the class-token probe's validation top-1
             row["returned"] = "start" if unit.seed == 1 else "fine-tune"  # train.keep_start_within_noise
