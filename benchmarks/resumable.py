@@ -103,8 +103,11 @@ def from_list(units: Iterable) -> Callable[[], Any]:
 
 
 def machine() -> str:
-    """What the rows were measured on: the GPU's name, else the CPU's with the core and torch thread counts."""
+    """What the rows were measured on: the GPU's name, else the CPU's with the core and torch thread counts and
+    whether it has bf16 units (``precision=auto`` runs fp32 without them, at about half the speed)."""
     import torch
+
+    from vit_transfer.precision import native_bf16
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -113,7 +116,8 @@ def machine() -> str:
     if cpuinfo.is_file():
         cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                     if line.startswith("model name")), cpu)
-    return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch thread(s)"
+    units = "bf16 units" if native_bf16(cpu=True) else "no bf16 units"
+    return f"{cpu} ({units}), {os.cpu_count()} CPUs, {torch.get_num_threads()} torch thread(s)"
 
 
 def commit(paths: Sequence[str]) -> str:
