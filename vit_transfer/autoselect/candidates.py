@@ -19,7 +19,7 @@ from ..config import ModelConfig
 from ..data import DataConfig
 from ..training.config import EvalConfig, OptimConfig, OutputConfig, ScheduleConfig, TrainConfig
 from ..training.recipe import TrainRecipe
-from .augment import augment_config, check_augments
+from .augment import augment_config
 from .halving import Candidate
 
 FEW_IMAGES_PER_CLASS = 20  # below this many training images per class, the "few" menu
@@ -76,7 +76,8 @@ def candidates_for(images_per_class: float, rates_per_method: int = 3,
     """Every (method, rate) pair of the menu for this much data, in the order the first halving rung runs them:
     every method at its middle rate first, then every method at the next rate out, and so on; so a first rung
     that the budget cuts short has still tried each method at its most likely rate. All train with ``augment``
-    (``augment.AUGMENTS``; auto's duel chooses it)."""
+    (``augment.AUGMENTS``; auto's duel chooses it; validated where it is read, ``AutoSettings.augments``, and again by
+    ``augment_config`` when a candidate's recipe is built)."""
     if not 1 <= rates_per_method <= 5:
         raise ValueError(f"rates_per_method must be 1 to 5, got {rates_per_method}")
     chosen = methods or methods_for(images_per_class)
@@ -84,7 +85,6 @@ def candidates_for(images_per_class: float, rates_per_method: int = 3,
     if unknown:
         raise ValueError(f"unknown auto method(s) {unknown}; the menu is {list(MENU)}")
     rates = {m: log_rates(*MENU[m].lr_range, rates_per_method) for m in chosen}
-    check_augments([augment])
     return [Candidate(m, rates[m][i], augment) for i in middle_out(rates_per_method) for m in chosen]
 
 
