@@ -263,8 +263,7 @@ STALE_LP_FT = ("**LP-FT's rows predate ab916b2**, where the probe became the C s
 def protocol(args: argparse.Namespace, setting: str, kind: str) -> dict:
     """What must be equal for two rows to be compared (a row of another protocol is kept but left out)."""
     base = {"model": MODEL, "image_size": IMAGE_SIZE, "smoke": bool(args.smoke)}
-    if kind == "run":  # LP-FT's rows predate the search fit: re-measured at ef2794d, its start was the same (its
-        # validation top-1 equal on digits-full seeds 0 and 1), its test top-1 within 0.2 (fp32 here, bf16 then)
+    if kind == "run":  # LP-FT's rows keep theirs though they predate the search fit (STALE_LP_FT says why)
         base.update(epochs=epochs_of(args, setting), batch_size=batch_size(args))
     if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
         base.update(auto_augment="duel", probe=PROBE_VERSION, auto_sweep_share="all when no fine-tune fits")
@@ -401,7 +400,8 @@ class Runner:
 
     def block_features(self, folder: Path, seed: int):
         """(train, validation and test features of the last blocks, both poolings; the model; the datasets), once
-        per folder, as auto extracts them."""
+        per folder, as auto extracts them (kept for every folder: the plan runs a setting's probes seed after seed,
+        twice; a few tens of MB each)."""
         if folder not in self.features:
             from vit_transfer.autoselect.probe_sweep import block_choices, extract_block_features, model_depth
             from vit_transfer.config import ModelConfig
@@ -418,7 +418,7 @@ class Runner:
             blocks = max(block_choices(model_depth(model)))
             features = tuple(extract_block_features(model, split, blocks, **options)
                              for split in (data.train, data.eval, data.test))
-            self.features = {folder: (features, model, data)}
+            self.features[folder] = (features, model, data)
         return self.features[folder]
 
     def auto(self, unit: Unit, folder: Path, out: Path) -> dict:
@@ -605,10 +605,10 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
                                                        " --max-minutes 60` (repeated until every run is in)")
              + ". Rows: `transfer.jsonl`"
              + (f" ({left_out} row(s) of another protocol left out)" if left_out else "") + ".", ""]
-    if not args.smoke:
-        lines += [STALE_LP_FT, ""]
     if args.smoke:
         lines += ["**Smoke run: a few images per class, 1 epoch, tiny budgets. The numbers mean nothing.**", ""]
+    else:
+        lines += [STALE_LP_FT, ""]
     lines += [f"Seeds {', '.join(map(str, args.seeds))}: per seed one validation split (20% of the training "
               "images, stratified) and, at 10 per class, one training draw; the test split is fixed. Every method and "
               "both probes see the same training images. Fine-tunes: `vit_transfer.train`, keep-best, batch "
