@@ -252,19 +252,15 @@ class Unit:
 PROBE_VERSION = "search-fit, blocks 1-8, scored as a model"
 
 
-STALE_LP_FT = ("**LP-FT's rows predate ab916b2**, where the probe became the C search's own fit (not a cold "
-               "refit). Its start then equalled today's class-token probe on every seed but digits-10 seed 1 "
-               "(validation 79.3 against 80.4 now), and its test split was scored in bf16 (today's probe rows: "
-               "fp32, on a CPU without bf16). Re-measured at ef2794d, digits-full seeds 0 and 1 at 0.001 gave the "
-               "same start and test top-1 within 0.2 (85.7 / 86.7 against 85.8 / 86.4); the rest is for a "
-               "session with about 1 h 45 min of CPU to spare (fp32: ~3 min a digits-full run).")
+def protocol(args: argparse.Namespace, setting: str, kind: str, method: "str | None" = None) -> dict:
+    """What must be equal for two rows to be compared (a row of another protocol is kept but left out).
 
-
-def protocol(args: argparse.Namespace, setting: str, kind: str) -> dict:
-    """What must be equal for two rows to be compared (a row of another protocol is kept but left out)."""
+    ``method``: a run's METHODS key; a method that starts from a probe (LP-FT) also carries the probe's version."""
     base = {"model": MODEL, "image_size": IMAGE_SIZE, "smoke": bool(args.smoke)}
-    if kind == "run":  # LP-FT's rows keep theirs though they predate the search fit (STALE_LP_FT says why)
+    if kind == "run":
         base.update(epochs=epochs_of(args, setting), batch_size=batch_size(args))
+        if method in METHODS and METHODS[method].head_init == "probe":
+            base.update(probe=PROBE_VERSION)
     if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
         base.update(auto_augment="duel", probe=PROBE_VERSION, auto_sweep_share="all when no fine-tune fits")
     if kind == "probe":
@@ -290,7 +286,7 @@ def grids_of(args: argparse.Namespace) -> dict[str, list[float]]:
 
 
 def matching(rows: list[dict], args, setting: str, kind: str, method: "str | None" = None) -> list[dict]:
-    wanted = protocol(args, setting, kind)
+    wanted = protocol(args, setting, kind, method)
     return [r for r in rows if r["setting"] == setting and r["kind"] == kind and r["protocol"] == wanted
             and (method is None or r["method"] == method) and r["seed"] in args.seeds]
 
@@ -361,7 +357,7 @@ class Runner:
         row = {"kind": unit.kind, "setting": unit.setting, "seed": unit.seed, "method": unit.method, "lr": unit.lr,
                **fields, "seconds": round(seconds, 1), "train_images": count_images(folder / "train"),
                "machine": machine(), "commit": commit(),
-               "protocol": protocol(self.args, unit.setting, unit.kind)}
+               "protocol": protocol(self.args, unit.setting, unit.kind, unit.method)}
         print(f"  {unit}: val {100 * row['val_top1']:.1f} test {100 * row['test_top1']:.1f} ({seconds:.0f} s)",
               flush=True)
         return row
@@ -607,8 +603,6 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
              + (f" ({left_out} row(s) of another protocol left out)" if left_out else "") + ".", ""]
     if args.smoke:
         lines += ["**Smoke run: a few images per class, 1 epoch, tiny budgets. The numbers mean nothing.**", ""]
-    else:
-        lines += [STALE_LP_FT, ""]
     lines += [f"Seeds {', '.join(map(str, args.seeds))}: per seed one validation split (20% of the training "
               "images, stratified) and, at 10 per class, one training draw; the test split is fixed. Every method and "
               "both probes see the same training images. Fine-tunes: `vit_transfer.train`, keep-best, batch "
@@ -629,7 +623,8 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
 def rebuild(args: argparse.Namespace, out: Path) -> dict:
     """``transfer.md`` and ``transfer.json`` from every row of the current protocol."""
     all_rows = read_rows(out / f"{NAME}.jsonl")
-    rows = [r for r in all_rows if r["setting"] in SETTINGS and r["protocol"] == protocol(args, r["setting"], r["kind"])]
+    rows = [r for r in all_rows if r["setting"] in SETTINGS
+            and r["protocol"] == protocol(args, r["setting"], r["kind"], r["method"])]
     summary = summarise(rows, args)
     page = markdown(summary, args, rows, len(all_rows) - len(rows))
     (out / f"{NAME}.md").write_text(page + "\n")

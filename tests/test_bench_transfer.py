@@ -87,7 +87,8 @@ class FakeRunner:
         val = VAL[(unit.method, unit.lr)][unit.seed]
         row = {"kind": unit.kind, "setting": unit.setting, "seed": unit.seed, "method": unit.method, "lr": unit.lr,
                "val_top1": val, "test_top1": round(val - 0.02 + 0.02 * unit.seed, 4), "seconds": 10.0 + unit.seed,
-               "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind)}
+               "machine": "test", "commit": "abc", "protocol": self.bt.protocol(self.args, unit.setting, unit.kind,
+                                                                          unit.method)}
         if unit.method == "LP-FT":
             row["probe_val_top1"] = 0.80  # its step-0 evaluation: the class-token probe's validation top-1
             row["returned"] = "start" if unit.seed == 1 else "fine-tune"  # train.keep_start_within_noise
@@ -159,6 +160,22 @@ def test_a_target_missed_says_no(bt, tmp_path):
     assert "- LP-FT >= class-token probe on lfw: NO (test 89.0 vs 95.0;" in page
     assert "- auto (60 s) within its budget on lfw: NO (longest run 1.17 x the budget" in page
     assert "best single method - 0.5 on the mean over settings: NO (91.0 vs class-token probe 95.0)" in page
+
+
+def test_lp_ft_rows_of_an_older_probe_run_again_and_the_other_rows_stay(bt, tmp_path):
+    """LP-FT starts from a probe, so its rows carry the probe's version: rows from before it are re-run, alone."""
+    argv = ARGV + ["--output", str(tmp_path)]
+    runner = FakeRunner(bt, argv)
+    bt.main(argv, runner=runner, clock=runner.clock)
+    rows = bt.read_rows(tmp_path / "transfer.jsonl")
+    assert all(("probe" in r["protocol"]) == (r["method"] == "LP-FT" or r["kind"] != "run") for r in rows)
+    for r in rows:
+        if r["method"] == "LP-FT":
+            r["protocol"] = {k: v for k, v in r["protocol"].items() if k != "probe"}  # an older row
+    (tmp_path / "transfer.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    again = FakeRunner(bt, argv)
+    bt.main(argv, runner=again, clock=again.clock)
+    assert {u.method for u in again.units} == {"LP-FT"} and len(again.units) == 8  # 4 rates x 2 seeds
 
 
 def test_a_malformed_row_stops_it_by_line(bt, tmp_path):
