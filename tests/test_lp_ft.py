@@ -221,6 +221,9 @@ def test_head_last_n_beyond_the_depth_is_a_config_error(bases):
 
     with pytest.raises(ConfigError, match=r"model.head_last_n must be 1 to the model's depth \(2 blocks\), got 5"):
         load_vit_from_config(ModelConfig(source=str(bases["hf"]), head_last_n=5), num_labels=3)
+    # no head built, no head option read: the checkpoint's own head is kept as it is
+    kept = load_vit(bases["hf"], head_last_n=5)
+    assert kept.head_spec == load_vit(bases["hf"]).head_spec
 
 
 def test_a_saved_multi_block_head_is_reused_only_at_its_own_depth(bases, tmp_path):

@@ -130,7 +130,7 @@ def sweep_probes(
     config = config or ProbeConfig()
     blocks = blocks or block_choices(train.blocks)
     trials: list[ProbeTrial] = []
-    fits: dict[int, LogisticRegression] = {}  # id(trial): its search fit at its C, on train only
+    fits: list[LogisticRegression] = []  # trial by trial: its search fit at its C, on train only
     configurations = [(pooling, last_n) for last_n in blocks for pooling in poolings]
     for pooling, last_n in configurations:
         if trials and stop is not None and stop():
@@ -143,10 +143,9 @@ def sweep_probes(
         best_c = next(t for t in search.trials if t["C"] == search.best_C)
         trials.append(ProbeTrial(pooling, last_n, search.best_C, search.best_val_top1, best_c["val_loss"],
                                  int(x_train.shape[1]), time.perf_counter() - started, search.trials))
-        fits[id(trials[-1])] = search.best_fit
-    order = {id(t): i for i, t in enumerate(trials)}
-    best = max(trials, key=lambda t: (validation_key(t.val_top1, t.val_loss), -order[id(t)]))
-    probe = fits[id(best)]
+        fits.append(search.best_fit)
+    pick = max(range(len(trials)), key=lambda i: (validation_key(trials[i].val_top1, trials[i].val_loss), -i))
+    best, probe = trials[pick], fits[pick]
     val_top1 = probe_val_top1(probe, val, best)
     seconds = {"fits": sum(t.seconds for t in trials)}
     return ProbeSweep(best, probe, val_top1, trials, seconds)

@@ -57,12 +57,12 @@ def load_vit(
             load_prompts(model, resolved.location)
     if image_size is not None or patch_size is not None:
         model.resize(image_size or model.image_size, patch_size, interpolation, align_corners, antialias)
-    if head_last_n is not None and not 1 <= head_last_n <= model.depth:
-        raise ConfigError(f"model.head_last_n must be 1 to the model's depth ({model.depth} blocks), got "
-                          f"{head_last_n} (load_vit's head_last_n)")
     if id2label is not None and num_labels is None:
         num_labels = len(id2label)
-    if num_labels is not None:
+    if num_labels is not None:  # the head options apply (and are checked) only when a head is built
+        if head_last_n is not None and not 1 <= head_last_n <= model.depth:
+            raise ConfigError(f"model.head_last_n must be 1 to the model's depth ({model.depth} blocks), got "
+                              f"{head_last_n} (load_vit's head_last_n)")
         if id2label is not None:
             id2label = {int(k): str(v) for k, v in id2label.items()}
         if not (reuse_matching_head
