@@ -1,19 +1,21 @@
 """How the quickstart's defaults are chosen: every choice scored on a validation split, never on test.
 
 The quickstart reports the digits' fixed test half (899 images). Its choices (image size, learning
-rates, label smoothing, probe pooling and blocks) are picked here on a seeded, stratified 20% of the
+rates, label smoothing, probe pooling and blocks, the fine-tunes' epochs) are picked here on a seeded, stratified 20% of the
 898 training digits, training on the other 80%; the test split is not loaded at all. One such split
 holds 180 images (one image is 0.56 point), so each choice is scored on three different carvings
 (split seeds 0, 1, 2; training seed 0) and the mean decides; ties go to the smaller or cheaper
 choice. The quickstart then trains on all 898 with the winners and scores the test split once.
 
     python benchmarks/quickstart_selection.py            # about 40 min on 2 fp32 CPU cores
-    python benchmarks/quickstart_selection.py --quick    # two steps per fine-tune: checks the plumbing
+    python benchmarks/quickstart_selection.py --quick --output /tmp/qs.md   # two steps a fine-tune: the plumbing
+    python benchmarks/quickstart_selection.py --reuse --choices epochs       # one choice again, the rest kept
 
 ``--reuse`` takes rows already in the results JSON (same choice, value and split seed) instead of
-re-running them: the runs are deterministic on one machine, so the table is the same.
+re-running them: the runs are deterministic on one machine, so the table is the same. Each new row records
+its machine and epochs (a row without them: the 2026-12-03 sweep, bf16, 10 epochs); the page lists them.
 
-Writes benchmarks/results/quickstart_selection.md (and .json beside it).
+Writes benchmarks/results/quickstart_selection.md (and .json beside it), or ``--output``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from resumable import machine  # benchmarks/resumable.py (benchmarks/ is on sys.path when a script here runs)
 from vit_transfer.data import DataConfig, load_image_datasets
 from vit_transfer.models import load_vit
 from vit_transfer.probe import ProbeConfig, probe_model
@@ -34,6 +37,11 @@ from vit_transfer.training import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quickstart_selection.md"
 VAL_FRACTION = 0.2
+CHOICES = {"image size: probe": "image-size", "image size: full fine-tune": "image-size",
+           "probe pooling x blocks": "probe", "full FT lr (smoothing)": "full-lr", "LoRA lr": "lora-lr",
+           "epochs: full fine-tune": "epochs", "epochs: LoRA": "epochs"}  # table row -> --choices name
+EPOCHS = (5.0, 7.0, 10.0)
+EARLIER_EPOCHS, EARLIER_MACHINE = 10.0, "2026-12-03 at 7aa1835, a 2-core AMD EPYC with bf16 units (precision auto: bf16)"
 
 
 def selection_data(split_seed: int) -> DataConfig:
@@ -43,7 +51,10 @@ def selection_data(split_seed: int) -> DataConfig:
 
 
 def finetune_val(cfg: QuickstartConfig, split_seed: int, method: str, lr: float, workdir: Path) -> dict:
-    recipe = _recipe(cfg, f"{method}-{lr}-{cfg.image_size}-{cfg.label_smoothing}-{split_seed}", method, True, lr)
+    """Validation top-1 of one quickstart fine-tune (LoRA with AdamW, the full fine-tune with SGD, as it runs them)."""
+    optimizer = "adamw" if method == "lora" else "sgd"
+    name = f"{method}-{lr}-{cfg.image_size}-{cfg.label_smoothing}-{cfg.epochs:g}-{split_seed}"
+    recipe = _recipe(cfg, name, method, True, lr, optimizer)
     recipe = dataclasses.replace(recipe, data=selection_data(split_seed),
                                  output=dataclasses.replace(recipe.output, dir=str(workdir / recipe.output.dir)))
     start = time.perf_counter()
@@ -66,15 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="two steps per fine-tune (plumbing check)")
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--reuse", action="store_true", help="reuse matching rows of the results JSON")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="the .md to write (a .json beside it)")
+    parser.add_argument("--choices", nargs="+", choices=sorted(set(CHOICES.values())),
+                        default=sorted(set(CHOICES.values())),
+                        help="sweep only these choices (with --reuse the others' rows are kept)")
     args = parser.parse_args(argv)
     base = QuickstartConfig(max_steps=2 if args.quick else None, progress=False)
     done = {}
-    if args.reuse and RESULTS.with_suffix(".json").is_file():
-        done = {(r["choice"], r["value"], r["seed"]): r for r in json.loads(RESULTS.with_suffix(".json").read_text())}
+    if args.reuse and args.output.with_suffix(".json").is_file():
+        done = {(r["choice"], r["value"], r["seed"]): r
+                for r in json.loads(args.output.with_suffix(".json").read_text())}
     rows: list[dict] = []
 
     def record(choice: str, value, seed: int, run) -> None:
-        row = done.get((choice, str(value), seed)) or {"choice": choice, "value": str(value), "seed": seed, **run()}
+        row = done.get((choice, str(value), seed))
+        if row is None and CHOICES[choice] not in args.choices:
+            return
+        row = row or {"choice": choice, "value": str(value), "seed": seed, **run(), "machine": machine(),
+                      "epochs": float(value) if choice.startswith("epochs") else base.epochs}
         rows.append(row)
         print(f"{choice:<28} {str(value):<22} split {seed}  val {100 * row['val_top1']:5.1f}%", flush=True)
 
@@ -97,11 +117,15 @@ def main(argv: list[str] | None = None) -> int:
                            lambda: finetune_val(cfg, seed, "full", lr, work))
             for lr in (0.003, 0.006, 0.01):
                 record("LoRA lr", lr, seed, lambda: finetune_val(base, seed, "lora", lr, work))
+            for epochs in EPOCHS:  # the fine-tunes' length: the quickstart's 5-minute target on CPUs without bf16
+                cfg = dataclasses.replace(base, epochs=epochs)
+                record("epochs: full fine-tune", epochs, seed, lambda: finetune_val(cfg, seed, "full", base.lr, work))
+                record("epochs: LoRA", epochs, seed, lambda: finetune_val(cfg, seed, "lora", base.lora_lr, work))
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    RESULTS.write_text(report(rows, base, args))
-    print(f"\nwrote {RESULTS}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    args.output.write_text(report(rows, base, args))
+    print(f"\nwrote {args.output}")
     return 0
 
 
@@ -109,8 +133,10 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
     """One line per (choice, value): validation top-1 per split seed and their mean."""
     seeds = args.split_seeds
     table: dict = {}
+    where: dict = {}
     for r in rows:
         table.setdefault((r["choice"], r["value"]), {})[r["seed"]] = r["val_top1"]
+        where.setdefault(r["choice"], set()).add((r.get("epochs", EARLIER_EPOCHS), r.get("machine", EARLIER_MACHINE)))
     command = "python benchmarks/quickstart_selection.py" + (" --quick" if args.quick else "")
     lines = [
         "# Quickstart choices, scored on validation splits",
@@ -118,8 +144,9 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
         f"Written by `{command}`. Train: 80% of the digits' train half; validation: the other "
         f"{int(100 * VAL_FRACTION)}% (seeded, stratified; split seeds {', '.join(map(str, seeds))}, 180 images each). "
         "The test split is not loaded. Everything not varied is the quickstart's default at the time of the "
-        f"sweep ({base.epochs:g} epochs, batch {base.batch_size}, SGD lr {base.lr} with label smoothing "
-        f"{base.label_smoothing}, probe {base.probe_pooling} x {base.probe_blocks} blocks, 32 px, precision {base.precision}).",
+        f"sweep (batch {base.batch_size}, SGD lr {base.lr} with label smoothing "
+        f"{base.label_smoothing}, LoRA AdamW {base.lora_lr}, probe {base.probe_pooling} x {base.probe_blocks} blocks, "
+        f"32 px, precision {base.precision}; the fine-tunes' epochs and the machine below the table).",
         "",
         "| choice | value | " + " | ".join(f"split {s}" for s in seeds) + " | mean |",
         "|---|---|" + "---|" * (len(seeds) + 1),
@@ -128,6 +155,10 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
         cells = [f"{100 * scores[s]:.1f}%" if s in scores else "" for s in seeds]
         mean = sum(scores.values()) / len(scores)
         lines.append(f"| {choice} | {value} | " + " | ".join(cells) + f" | **{100 * mean:.1f}%** |")
+    lines.append("")
+    for choice, runs in where.items():
+        lines.append(f"- {choice}: " + "; ".join(f"{m}" + ("" if choice.startswith(("epochs", "probe"))
+                                                            else f", {e:g} epochs") for e, m in sorted(runs)))
     return "\n".join(lines) + "\n"
 
 
