@@ -10,9 +10,9 @@ Rows (``METHODS``): full fine-tune, LP-FT (full, ``model.head_init: probe``), he
 with random-resized crops (0.35-1) and flips, and the full fine-tune with plain resizing (auto's two augmentations), each
 through ``vit_transfer.train`` with keep-best (the default with a validation split), sized in epochs, at every rate
 of a half-decade ladder (1, 3, 10, 30 x 1e-3 ...); when the rate with the best mean validation top-1 over seeds sits
-on the grid's edge, the grid grows by one rung on that side (once). The rate is chosen on the mean validation
-top-1 over seeds; the test split is scored once per run. Besides: the class-token probe (LP-FT's start: class
-token of the last block, C chosen on validation, fitted on train), the best probe of ``auto``'s sweep
+on the grid's edge, the grid grows by one rung on that side (once; not when every rate scores the same). The rate
+is chosen on the mean validation top-1 over seeds; the test split is scored once per run. Besides: the class-token
+probe (LP-FT's start: class token of the last block, C chosen on validation, fitted on train), the best probe of ``auto``'s sweep
 (``sweep_probes``: pooling x blocks x C on validation, its search fit on train only), both scored on test as the
 model ``auto`` returns when its probe wins (the probe as the head, through ``evaluate``), and ``auto`` at two
 budgets.
@@ -128,8 +128,11 @@ def pick_rate(mean_val: dict[float, float]) -> float:
 
 
 def extend_grid(grid: list[float], mean_val: dict[float, float]) -> list[float]:
-    """``grid`` grown by one rung beyond the pick when the pick sits on an edge; unchanged otherwise."""
+    """``grid`` grown by one rung beyond the pick when the pick sits on an edge; unchanged otherwise, and when every
+    rate scores the same (a flat curve: LP-FT returning its start at every rate has no edge to grow from)."""
     grid = sorted(grid)
+    if len({mean_val[lr] for lr in grid}) == 1:
+        return grid
     best = pick_rate({lr: mean_val[lr] for lr in grid})
     if best == grid[0]:
         return [ladder(grid[0], -1)] + grid
@@ -474,7 +477,8 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> dict:
             if complete:
                 lr = pick_rate(means)
                 chosen = [r for r in mine if r["lr"] == lr]
-                entry.update(rate=lr, edge=lr in (grid[0], grid[-1]), val=means[lr],
+                flat = len(set(means.values())) == 1  # no edge to speak of (extend_grid)
+                entry.update(rate=lr, edge=not flat and lr in (grid[0], grid[-1]), val=means[lr],
                              test=_mean_std([r["test_top1"] for r in chosen]),
                              seconds=statistics.mean(r["seconds"] for r in chosen),
                              probe_val=_maybe_mean([r.get("probe_val_top1") for r in chosen]),
@@ -608,7 +612,8 @@ def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out
               "both probes see the same training images. Fine-tunes: `vit_transfer.train`, keep-best, batch "
               f"{batch_size(args)}, epochs per setting: {epochs}; the rate is chosen on the mean validation top-1 over "
               "seeds, and a grid whose pick sat on an edge grew by one half-decade rung on that side "
-              f"(at most {MAX_EXTENSIONS}; '(edge)': the pick still sits on the edge). Test top-1: the chosen rate's "
+              f"(at most {MAX_EXTENSIONS}; not when every rate scored the same; '(edge)': the pick still sits on the "
+              "edge). Test top-1: the chosen rate's "
               "runs, mean +- std over seeds, each scored once. Probes: C on validation, fitted on train only "
               "(the class-token probe is LP-FT's start; the sweep is auto's: pooling x last 1, 2, 4 or all 6 "
               "blocks), scored on test as the model auto returns (the probe as its head). auto: its chosen "

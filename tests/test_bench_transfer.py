@@ -32,6 +32,7 @@ def test_the_ladder_steps_by_half_decades(bt):
     ({0.001: 0.6, 0.003: 0.7, 0.01: 0.8, 0.03: 0.9}, [0.001, 0.003, 0.01, 0.03, 0.1]),  # high edge: one above
     ({0.001: 0.6, 0.003: 0.9, 0.01: 0.8, 0.03: 0.7}, [0.001, 0.003, 0.01, 0.03]),  # interior: unchanged
     ({0.001: 0.8, 0.003: 0.8, 0.01: 0.7, 0.03: 0.7}, [0.0003, 0.001, 0.003, 0.01, 0.03]),  # a tie goes to the lower
+    ({0.001: 0.8, 0.003: 0.8, 0.01: 0.8, 0.03: 0.8}, [0.001, 0.003, 0.01, 0.03]),  # flat: no edge, unchanged
 ])
 def test_the_grid_grows_by_one_rung_on_the_side_of_an_edge_pick(bt, scores, grown):
     assert bt.extend_grid([0.001, 0.003, 0.01, 0.03], scores) == grown
