@@ -58,11 +58,15 @@ def preserved_rng():
 
 @contextmanager
 def seeded_rng(seed: int):
-    """Seed python, numpy and torch generators for a block, then put their states back."""
+    """Seed python, numpy and torch's CPU generators for a block, then put their states back.
+
+    Called once per image: the CPU generator alone (transforms draw from it), since ``torch.manual_seed`` also
+    registers lazy seeding of every accelerator backend and costs ~0.3 ms a call against ~1 us (4 s of a 10-epoch
+    quickstart fine-tune on 898 images)."""
     with preserved_rng():
         random.seed(seed)
         np.random.seed(seed % (2**32))
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         yield
 
 
