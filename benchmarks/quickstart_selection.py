@@ -39,8 +39,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "quickstart_selection.md
 VAL_FRACTION = 0.2
 CHOICES = {"image size: probe": "image-size", "image size: full fine-tune": "image-size",
            "probe pooling x blocks": "probe", "full FT lr (smoothing)": "full-lr", "LoRA lr": "lora-lr",
-           "epochs: full fine-tune": "epochs", "epochs: LoRA": "epochs"}  # table row -> --choices name
+           "epochs: full fine-tune": "epochs", "epochs: LoRA": "epochs",
+           **{f"batch 16, {e} epochs: {m} lr": "batch" for e in (6, 7) for m in ("full FT", "LoRA")}}  # -> --choices
 EPOCHS = (5.0, 7.0, 10.0)
+SHORT_EPOCHS = {7.0: (0.03, 0.06), 6.0: (0.06,)}  # batch 16: epochs -> full fine-tune rates
 EARLIER_EPOCHS, EARLIER_MACHINE = 10.0, "2026-12-03 at 7aa1835, a 2-core AMD EPYC with bf16 units (precision auto: bf16)"
 
 
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if row is None and CHOICES[choice] not in args.choices:
             return
         row = row or {"choice": choice, "value": str(value), "seed": seed, **run(), "machine": machine(),
-                      "epochs": float(value) if choice.startswith("epochs") else base.epochs}
+                      "epochs": float(value) if choice.startswith("epochs") else
+                      float(choice.split()[2]) if choice.startswith("batch") else base.epochs}
         rows.append(row)
         print(f"{choice:<28} {str(value):<22} split {seed}  val {100 * row['val_top1']:5.1f}%", flush=True)
 
@@ -118,9 +121,17 @@ def main(argv: list[str] | None = None) -> int:
             for lr in (0.003, 0.006, 0.01):
                 record("LoRA lr", lr, seed, lambda: finetune_val(base, seed, "lora", lr, work))
             for epochs in EPOCHS:  # the fine-tunes' length: the quickstart's 5-minute target on CPUs without bf16
-                cfg = dataclasses.replace(base, epochs=epochs)
+                cfg = dataclasses.replace(base, epochs=epochs, batch_size=32)
                 record("epochs: full fine-tune", epochs, seed, lambda: finetune_val(cfg, seed, "full", base.lr, work))
                 record("epochs: LoRA", epochs, seed, lambda: finetune_val(cfg, seed, "lora", base.lora_lr, work))
+            # at a shorter length, a smaller batch: twice the updates for about the same compute
+            for epochs, rates in SHORT_EPOCHS.items():
+                cfg = dataclasses.replace(base, epochs=epochs, batch_size=16)
+                for lr in rates:
+                    record(f"batch 16, {epochs:g} epochs: full FT lr", lr, seed,
+                           lambda: finetune_val(cfg, seed, "full", lr, work))
+                record(f"batch 16, {epochs:g} epochs: LoRA lr", base.lora_lr, seed,
+                       lambda: finetune_val(cfg, seed, "lora", base.lora_lr, work))
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.with_suffix(".json").write_text(json.dumps(rows, indent=2))
@@ -157,8 +168,9 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
         lines.append(f"| {choice} | {value} | " + " | ".join(cells) + f" | **{100 * mean:.1f}%** |")
     lines.append("")
     for choice, runs in where.items():
-        lines.append(f"- {choice}: " + "; ".join(f"{m}" + ("" if choice.startswith(("epochs", "probe"))
-                                                            else f", {e:g} epochs") for e, m in sorted(runs)))
+        said = dict.fromkeys(m + ("" if choice.startswith(("epochs", "probe")) else f", {e:g} epochs")
+                             for e, m in sorted(runs))
+        lines.append(f"- {choice}: " + "; ".join(said))
     return "\n".join(lines) + "\n"
 
 
