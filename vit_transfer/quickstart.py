@@ -84,7 +84,7 @@ def _recipe(cfg: QuickstartConfig, name: str, method: str, pretrained: bool, lr:
 
 
 def run_quickstart(cfg: QuickstartConfig | None = None) -> list[dict]:
-    """Run the five methods, print the table, write ``results.json``; return its rows."""
+    """Run the six methods, print the table, write ``results.json``; return its rows."""
     from .models import load_vit
     from .probe import ProbeConfig, probe_model
     from .training.run import train

@@ -11,10 +11,10 @@ OPTIONS = ("output_dir", "model", "image_size", "epochs", "max_steps", "precisio
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "quickstart",
-        help="offline demo: the shipped Fashion-MNIST ViT transferred to scikit-learn digits, five ways",
+        help="offline demo: the shipped Fashion-MNIST ViT transferred to scikit-learn digits, six ways",
         description="Takes the ViT that ships with vit-transfer (pretrained on Fashion-MNIST, 28 px) to "
-        "scikit-learn's handwritten digits at a new resolution: linear probe, 10-shot probe, LoRA, full fine-tune, and a "
-        "full fine-tune from random weights as the control. Prints one table; writes results.json and the models. "
+        "scikit-learn's handwritten digits at a new resolution: linear probe, 10-shot probe, LoRA, full fine-tune, a "
+        "full fine-tune from random weights as the control, and auto. Prints one table; writes results.json and the models. "
         "Defaults: the measured run in docs/quickstart.md (QuickstartConfig).",
     )
     # every default lives in QuickstartConfig (the measured run); an option given here overrides it
