@@ -127,16 +127,22 @@ def pick_rate(mean_val: dict[float, float]) -> float:
     return max(sorted(mean_val), key=lambda lr: (mean_val[lr], -lr))
 
 
-def extend_grid(grid: list[float], mean_val: dict[float, float]) -> list[float]:
-    """``grid`` grown by one rung beyond the pick when the pick sits on an edge; unchanged otherwise, and when every
-    rate scores the same (a flat curve: LP-FT returning its start at every rate has no edge to grow from)."""
+def edge_side(grid: list[float], mean_val: dict[float, float]) -> int:
+    """Where the pick sits: -1 on the grid's low edge, +1 on its high edge, 0 inside it, or when every rate scores
+    the same (a flat curve: LP-FT returning its start at every rate has no edge to grow from)."""
     grid = sorted(grid)
     if len({mean_val[lr] for lr in grid}) == 1:
-        return grid
+        return 0
     best = pick_rate({lr: mean_val[lr] for lr in grid})
-    if best == grid[0]:
+    return -1 if best == grid[0] else 1 if best == grid[-1] else 0
+
+
+def extend_grid(grid: list[float], mean_val: dict[float, float]) -> list[float]:
+    """``grid`` grown by one rung beyond the pick when the pick sits on an edge (``edge_side``); unchanged otherwise."""
+    grid, side = sorted(grid), edge_side(grid, mean_val)
+    if side < 0:
         return [ladder(grid[0], -1)] + grid
-    if best == grid[-1]:
+    if side > 0:
         return grid + [ladder(grid[-1], +1)]
     return grid
 
@@ -477,8 +483,7 @@ def summarise(rows: list[dict], args: argparse.Namespace) -> dict:
             if complete:
                 lr = pick_rate(means)
                 chosen = [r for r in mine if r["lr"] == lr]
-                flat = len(set(means.values())) == 1  # no edge to speak of (extend_grid)
-                entry.update(rate=lr, edge=not flat and lr in (grid[0], grid[-1]), val=means[lr],
+                entry.update(rate=lr, edge=edge_side(grid, means) != 0, val=means[lr],
                              test=_mean_std([r["test_top1"] for r in chosen]),
                              seconds=statistics.mean(r["seconds"] for r in chosen),
                              probe_val=_maybe_mean([r.get("probe_val_top1") for r in chosen]),
