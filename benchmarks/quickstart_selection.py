@@ -32,7 +32,7 @@ from resumable import machine  # benchmarks/resumable.py (benchmarks/ is on sys.
 from vit_transfer.data import DataConfig, load_image_datasets
 from vit_transfer.models import load_vit
 from vit_transfer.probe import ProbeConfig, probe_model
-from vit_transfer.quickstart import QuickstartConfig, _recipe
+from vit_transfer.quickstart import FINE_TUNES, QuickstartConfig, _recipe
 from vit_transfer.training import train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quickstart_selection.md"
@@ -43,7 +43,9 @@ CHOICES = {"image size: probe": "image-size", "image size: full fine-tune": "ima
            **{f"batch 16, {e} epochs: {m} lr": "batch" for e in (6, 7) for m in ("full FT", "LoRA")}}  # -> --choices
 EPOCHS = (5.0, 7.0, 10.0)
 SHORT_EPOCHS = {7.0: (0.03, 0.06), 6.0: (0.06,)}  # batch 16: epochs -> full fine-tune rates
-EARLIER_EPOCHS, EARLIER_MACHINE = 10.0, "2026-12-03 at 7aa1835, a 2-core AMD EPYC with bf16 units (precision auto: bf16)"
+# what a row without these fields was measured with (the 2026-12-03 sweep)
+EARLIER = {"epochs": 10.0, "batch_size": 32,
+           "machine": "2026-12-03 at 7aa1835, a 2-core AMD EPYC with bf16 units (precision auto: bf16)"}
 
 
 def selection_data(split_seed: int) -> DataConfig:
@@ -52,16 +54,18 @@ def selection_data(split_seed: int) -> DataConfig:
                       split_seed=split_seed, num_workers=0)
 
 
-def finetune_val(cfg: QuickstartConfig, split_seed: int, method: str, lr: float, workdir: Path) -> dict:
-    """Validation top-1 of one quickstart fine-tune (LoRA with AdamW, the full fine-tune with SGD, as it runs them)."""
-    optimizer = "adamw" if method == "lora" else "sgd"
-    name = f"{method}-{lr}-{cfg.image_size}-{cfg.label_smoothing}-{cfg.epochs:g}-{split_seed}"
+def finetune_val(cfg: QuickstartConfig, split_seed: int, fine_tune: str, lr: float, workdir: Path) -> dict:
+    """Validation top-1 of one of the quickstart's fine-tunes (a ``FINE_TUNES`` key: its method and optimiser) at
+    ``lr``, with the length and batch it trained at."""
+    method, _, optimizer, _ = FINE_TUNES[fine_tune]
+    name = f"{fine_tune}-{lr}-{cfg.image_size}-{cfg.label_smoothing}-{cfg.epochs:g}-{cfg.batch_size}-{split_seed}"
     recipe = _recipe(cfg, name, method, True, lr, optimizer)
     recipe = dataclasses.replace(recipe, data=selection_data(split_seed),
                                  output=dataclasses.replace(recipe.output, dir=str(workdir / recipe.output.dir)))
     start = time.perf_counter()
     metrics = train(recipe, command="benchmarks/quickstart_selection.py").metrics
-    return {"val_top1": metrics["eval_top1"], "val_loss": metrics["eval_loss"], "seconds": time.perf_counter() - start}
+    return {"val_top1": metrics["eval_top1"], "val_loss": metrics["eval_loss"], "seconds": time.perf_counter() - start,
+            "epochs": cfg.epochs, "batch_size": cfg.batch_size}
 
 
 def probe_val(cfg: QuickstartConfig, split_seed: int, pooling: str, blocks: int) -> dict:
@@ -95,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         row = done.get((choice, str(value), seed))
         if row is None and CHOICES[choice] not in args.choices:
             return
-        row = row or {"choice": choice, "value": str(value), "seed": seed, **run(), "machine": machine(),
-                      "epochs": float(value) if choice.startswith("epochs") else
-                      float(choice.split()[2]) if choice.startswith("batch") else base.epochs}
+        row = row or {"choice": choice, "value": str(value), "seed": seed, **run(), "machine": machine()}
         rows.append(row)
         print(f"{choice:<28} {str(value):<22} split {seed}  val {100 * row['val_top1']:5.1f}%", flush=True)
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = dataclasses.replace(base, image_size=size)
                 record("image size: probe", size, seed,
                        lambda: probe_val(cfg, seed, base.probe_pooling, base.probe_blocks))
-                record("image size: full fine-tune", size, seed, lambda: finetune_val(cfg, seed, "full", base.lr, work))
+                record("image size: full fine-tune", size, seed, lambda: finetune_val(cfg, seed, "full_finetune", base.lr, work))
             for pooling in ("cls", "mean", "cls+mean"):
                 for blocks in (1, 3, 6):
                     record("probe pooling x blocks", f"{pooling} x {blocks}", seed,
@@ -117,19 +119,19 @@ def main(argv: list[str] | None = None) -> int:
                 for lr in (0.03, 0.06, 0.1):
                     cfg = dataclasses.replace(base, label_smoothing=smoothing)
                     record("full FT lr (smoothing)", f"{lr} ({smoothing})", seed,
-                           lambda: finetune_val(cfg, seed, "full", lr, work))
+                           lambda: finetune_val(cfg, seed, "full_finetune", lr, work))
             for lr in (0.003, 0.006, 0.01):
                 record("LoRA lr", lr, seed, lambda: finetune_val(base, seed, "lora", lr, work))
             for epochs in EPOCHS:  # the fine-tunes' length: the quickstart's 5-minute target on CPUs without bf16
                 cfg = dataclasses.replace(base, epochs=epochs, batch_size=32)
-                record("epochs: full fine-tune", epochs, seed, lambda: finetune_val(cfg, seed, "full", base.lr, work))
+                record("epochs: full fine-tune", epochs, seed, lambda: finetune_val(cfg, seed, "full_finetune", base.lr, work))
                 record("epochs: LoRA", epochs, seed, lambda: finetune_val(cfg, seed, "lora", base.lora_lr, work))
             # at a shorter length, a smaller batch: twice the updates for about the same compute
             for epochs, rates in SHORT_EPOCHS.items():
                 cfg = dataclasses.replace(base, epochs=epochs, batch_size=16)
                 for lr in rates:
                     record(f"batch 16, {epochs:g} epochs: full FT lr", lr, seed,
-                           lambda: finetune_val(cfg, seed, "full", lr, work))
+                           lambda: finetune_val(cfg, seed, "full_finetune", lr, work))
                 record(f"batch 16, {epochs:g} epochs: LoRA lr", base.lora_lr, seed,
                        lambda: finetune_val(cfg, seed, "lora", base.lora_lr, work))
 
@@ -147,7 +149,10 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
     where: dict = {}
     for r in rows:
         table.setdefault((r["choice"], r["value"]), {})[r["seed"]] = r["val_top1"]
-        where.setdefault(r["choice"], set()).add((r.get("epochs", EARLIER_EPOCHS), r.get("machine", EARLIER_MACHINE)))
+        said = r.get("machine", EARLIER["machine"])
+        if "probe" not in r["choice"]:  # fine-tunes: their length and batch
+            said += f", {r.get('epochs', EARLIER['epochs']):g} epochs at batch {r.get('batch_size', EARLIER['batch_size'])}"
+        where.setdefault(r["choice"], {})[said] = None
     command = "python benchmarks/quickstart_selection.py" + (" --quick" if args.quick else "")
     lines = [
         "# Quickstart choices, scored on validation splits",
@@ -155,9 +160,9 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
         f"Written by `{command}`. Train: 80% of the digits' train half; validation: the other "
         f"{int(100 * VAL_FRACTION)}% (seeded, stratified; split seeds {', '.join(map(str, seeds))}, 180 images each). "
         "The test split is not loaded. Everything not varied is the quickstart's default at the time of the "
-        f"sweep (batch {base.batch_size}, SGD lr {base.lr} with label smoothing "
+        f"sweep (SGD lr {base.lr} with label smoothing "
         f"{base.label_smoothing}, LoRA AdamW {base.lora_lr}, probe {base.probe_pooling} x {base.probe_blocks} blocks, "
-        f"32 px, precision {base.precision}; the fine-tunes' epochs and the machine below the table).",
+        f"32 px, precision {base.precision}; the fine-tunes' epochs and batch, and the machine, below the table).",
         "",
         "| choice | value | " + " | ".join(f"split {s}" for s in seeds) + " | mean |",
         "|---|---|" + "---|" * (len(seeds) + 1),
@@ -167,9 +172,7 @@ def report(rows: list[dict], base: QuickstartConfig, args) -> str:
         mean = sum(scores.values()) / len(scores)
         lines.append(f"| {choice} | {value} | " + " | ".join(cells) + f" | **{100 * mean:.1f}%** |")
     lines.append("")
-    for choice, runs in where.items():
-        said = dict.fromkeys(m + ("" if choice.startswith(("epochs", "probe")) else f", {e:g} epochs")
-                             for e, m in sorted(runs))
+    for choice, said in where.items():
         lines.append(f"- {choice}: " + "; ".join(said))
     return "\n".join(lines) + "\n"
 

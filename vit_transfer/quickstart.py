@@ -57,6 +57,12 @@ class QuickstartConfig:
     progress: bool = True
 
 
+# the quickstart's fine-tunes, by run folder: (method, pretrained, optimiser, the QuickstartConfig field of its rate);
+# LoRA with AdamW, the full fine-tunes with SGD (each choice: benchmarks/results/quickstart_selection.md)
+FINE_TUNES = {"lora": ("lora", True, "adamw", "lora_lr"), "full_finetune": ("full", True, "sgd", "lr"),
+              "full_finetune_random_init": ("full", False, "sgd", "lr")}
+
+
 def _data_config(seed: int) -> DataConfig:
     # digits ships as a fixed stratified 50/50 train/test split; fine-tunes report on its test half
     return DataConfig(source="sklearn:digits", eval_split="none", test_split="test", split_seed=seed, num_workers=0)
@@ -113,12 +119,10 @@ def run_quickstart(cfg: QuickstartConfig | None = None) -> list[dict]:
         rows.append(_row(f"{cfg.shots}-shot linear probe", head_params,
                          feature_seconds + probe.seconds.get("fewshot", 0.0), shot.mean, True))
 
-    # LoRA with AdamW, the full fine-tunes with SGD (each choice: benchmarks/results/quickstart_selection.md)
-    for name, method, pretrained, lr, optimizer in (("lora", "lora", True, cfg.lora_lr, "adamw"),
-                                                    ("full_finetune", "full", True, cfg.lr, "sgd"),
-                                                    ("full_finetune_random_init", "full", False, cfg.lr, "sgd")):
+    for name, (method, pretrained, optimizer, rate) in FINE_TUNES.items():
         start = time.perf_counter()
-        result = train(_recipe(cfg, name, method, pretrained, lr, optimizer), command="vit-transfer quickstart")
+        result = train(_recipe(cfg, name, method, pretrained, getattr(cfg, rate), optimizer),
+                       command="vit-transfer quickstart")
         label = {"lora": f"LoRA (r={cfg.lora_r}) fine-tune", "full_finetune": "full fine-tune",
                  "full_finetune_random_init": "full fine-tune, random init"}[name]
         rows.append(_row(label, int(result.metrics["trainable_parameters"]), time.perf_counter() - start,
