@@ -71,6 +71,28 @@ def test_sweep_picks_on_validation_and_fits_on_train_only():
     assert not torch.allclose(sweep.probe.weight, both.weight)
 
 
+def test_sweep_runs_richest_first_and_breaks_ties_towards_the_simplest(monkeypatch):
+    """A budget that stops the sweep after one configuration has tried the richest (both poolings of every block);
+    when every configuration scores the same, the simplest (the class token of the last block) is returned."""
+    from vit_transfer.autoselect import probe_sweep
+    from vit_transfer.probe.logistic import CSearch, LogisticRegression
+
+    def tied_search(x, y, x_val, y_val, k, **_):
+        dim = x.shape[1]
+        fit = LogisticRegression(torch.zeros(k, dim), torch.zeros(k), torch.zeros(dim), torch.ones(dim), 1.0)
+        return CSearch(1.0, 0.5, [{"C": 1.0, "val_top1": 0.5, "val_loss": 1.0}], fit)
+
+    monkeypatch.setattr(probe_sweep, "select_C", tied_search)
+    labels = torch.arange(12) % 3
+    train = val = BlockFeatures(torch.randn(12, 2, 2, 4), labels)
+    cut = sweep_probes(train, val, 3, config=FAST, stop=lambda: True)
+    assert [(t.pooling, t.last_n) for t in cut.trials] == [("cls+mean", 2)]
+    whole = sweep_probes(train, val, 3, config=FAST)
+    assert [(t.pooling, t.last_n) for t in whole.trials] == [
+        ("cls+mean", 2), ("mean", 2), ("cls", 2), ("cls+mean", 1), ("mean", 1), ("cls", 1)]
+    assert (whole.best.pooling, whole.best.last_n) == ("cls", 1) and whole.best.stock_head
+
+
 def test_returned_probe_scores_what_it_was_chosen_on():
     """The returned probe is the search's own fit, so its validation top-1 is the one the sweep chose it on. On
     these 256 features of 60 images (separable) the chosen C is 100, and a cold refit there stops elsewhere
