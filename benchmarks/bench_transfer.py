@@ -261,19 +261,30 @@ class Unit:
 PROBE_VERSION = "search-fit, blocks 1-8, scored as a model"
 
 
+def precision() -> str:
+    """What ``precision: auto`` runs in here (``vit_transfer.precision``): bf16 on a CPU with bf16 units, else fp32."""
+    from vit_transfer.precision import resolve_precision
+
+    resolved = resolve_precision("auto")
+    return "fp32" if resolved == "no" else resolved
+
+
 def protocol(args: argparse.Namespace, setting: str, kind: str, method: "str | None" = None) -> dict:
     """What must be equal for two rows to be compared (a row of another protocol is kept but left out).
 
-    ``method``: a run's METHODS key; a method that starts from a probe (LP-FT) also carries the probe's version."""
+    ``method``: a run's METHODS key; a method that starts from a probe (LP-FT) also carries the probe's version.
+    Probe and auto rows carry their precision: the targets compare them with each other and with LP-FT (measured in
+    fp32), so they are measured in one precision; the fine-tune rows' machines are on the page (hours to redo)."""
     base = {"model": MODEL, "image_size": IMAGE_SIZE, "smoke": bool(args.smoke)}
     if kind == "run":
         base.update(epochs=epochs_of(args, setting), batch_size=batch_size(args))
         if method in METHODS and METHODS[method].head_init == "probe":
             base.update(probe=PROBE_VERSION)
     if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
-        base.update(auto_augment="duel", probe=PROBE_VERSION, auto_sweep_share="all when no fine-tune fits")
+        base.update(auto_augment="duel", probe=PROBE_VERSION, auto_sweep_share="all when no fine-tune fits",
+                    auto_sweep_order="richest first", precision=precision())
     if kind == "probe":
-        base.update(probe=PROBE_VERSION)
+        base.update(probe=PROBE_VERSION, precision=precision())
     return base
 
 
@@ -365,7 +376,7 @@ class Runner:
         shutil.rmtree(out, ignore_errors=True)
         row = {"kind": unit.kind, "setting": unit.setting, "seed": unit.seed, "method": unit.method, "lr": unit.lr,
                **fields, "seconds": round(seconds, 1), "train_images": count_images(folder / "train"),
-               "machine": machine(), "commit": commit(),
+               "machine": machine(), "precision": precision(), "commit": commit(),
                "protocol": protocol(self.args, unit.setting, unit.kind, unit.method)}
         print(f"  {unit}: val {100 * row['val_top1']:.1f} test {100 * row['test_top1']:.1f} ({seconds:.0f} s)",
               flush=True)
@@ -602,9 +613,19 @@ def targets(summary: dict) -> list[str]:
     return lines + [""]
 
 
+def measured_on(rows: list[dict]) -> str:
+    """Which machines measured which rows (the fine-tunes, LP-FT, the probes and auto may come from different ones)."""
+    groups: dict[str, set] = {}
+    for r in rows:
+        group = {"run": "LP-FT" if r["method"] == "LP-FT" else "other fine-tunes", "probe": "probes",
+                 "auto": "auto"}[r["kind"]]
+        groups.setdefault(group, set()).add(r["machine"] + (f", {r['precision']}" if r.get("precision") else ""))
+    return "; ".join(f"{g}: {' and '.join(sorted(m))}" for g, m in sorted(groups.items())) or "-"
+
+
 def markdown(summary: dict, args: argparse.Namespace, rows: list[dict], left_out: int) -> str:
     epochs = ", ".join(f"{s} {epochs_of(args, s):g}" for s in args.settings)
-    machines = "; ".join(sorted({r["machine"] for r in rows})) or "-"
+    machines = measured_on(rows)
     lines = ["# Transfer methods, probes and auto on the same images (shipped Fashion-MNIST ViT, 32 px)", "",
              "`python benchmarks/bench_transfer.py" + (" --smoke`" if args.smoke else
                                                        " --max-minutes 60` (repeated until every run is in)")

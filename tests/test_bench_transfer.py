@@ -179,6 +179,23 @@ def test_lp_ft_rows_of_an_older_probe_run_again_and_the_other_rows_stay(bt, tmp_
     assert {u.method for u in again.units} == {"LP-FT"} and len(again.units) == 8  # 4 rates x 2 seeds
 
 
+def test_probe_and_auto_rows_of_another_precision_run_again(bt, tmp_path, monkeypatch):
+    """The targets compare probes, auto and LP-FT: probe and auto rows measured in bf16 (a CPU with bf16 units)
+    are not compared with this machine's fp32 ones; the fine-tunes stay, and the page says which machine did what."""
+    argv = ARGV + ["--output", str(tmp_path)]
+    monkeypatch.setattr(bt, "precision", lambda: "bf16")
+    runner = FakeRunner(bt, argv)
+    bt.main(argv, runner=runner, clock=runner.clock)
+    assert {r["protocol"].get("precision") for r in bt.read_rows(tmp_path / "transfer.jsonl")} == {"bf16", None}
+    monkeypatch.setattr(bt, "precision", lambda: "fp32")
+    again = FakeRunner(bt, argv)
+    bt.main(argv, runner=again, clock=again.clock)
+    assert sorted({u.kind for u in again.units}) == ["auto", "probe"] and len(again.units) == 2 * 2 + 2
+    rows = [dict(r, machine="cpu A" if r["kind"] == "run" else "cpu B", precision="fp32")
+            for r in bt.read_rows(tmp_path / "transfer.jsonl")]
+    assert bt.measured_on(rows) == "LP-FT: cpu A, fp32; auto: cpu B, fp32; other fine-tunes: cpu A, fp32; probes: cpu B, fp32"
+
+
 def test_a_malformed_row_stops_it_by_line(bt, tmp_path):
     argv = ARGV + ["--output", str(tmp_path)]
     (tmp_path / "transfer.jsonl").write_text('{"kind": "run"}\n')
