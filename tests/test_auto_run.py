@@ -302,3 +302,8 @@ def test_the_sweep_gets_the_time_no_fine_tune_could_use(hf_vit_dir, folder, tmp_
                   settings=settings(rates_per_method=1, max_epochs=1))
     assert result.metrics["auto"]["sweep_share"] == 1.0
     assert result.chosen == "probe" and result.halving.trials == []
+    # the run says why no fine-tune ran, and what budget would let the first rung try every candidate
+    note = result.metrics["auto"]["short_budget"]
+    assert note.startswith("No fine-tune was tried: one first-rung run") and "about 1000000 s" in note
+    assert note in (tmp_path / "run" / "leaderboard.md").read_text()
+    assert plain.metrics["auto"]["short_budget"] is None or "retrained" in plain.metrics["auto"]["short_budget"]

@@ -195,6 +195,8 @@ class _Search:
         self.trial_metrics: dict[tuple[Candidate, int], dict] = {}
         self.duel = AugmentDuel(settings.augments[0], [])
         self.precision = resolve_precision(settings.precision, settings.cpu)  # the one rule (vit_transfer.precision)
+        self.halving_plan: dict = {}
+        self.not_retrained: "str | None" = None
 
     # -- 1. probe sweep
     def run(self) -> AutoResult:
@@ -272,7 +274,9 @@ class _Search:
         metrics.update(self._score_test(returned_model, folder))
         note = stock_loader_note(returned_model) if chosen == "probe" else None
         versus = paired.to_dict() if paired is not None else None
+        short = self._short_budget_note(halving)
         metrics["auto"] = {"chosen": chosen, "val_top1": val_top1, "probe_val_top1": sweep.val_top1,
+                           "short_budget": short,
                            "probe": sweep.best.summary(), "winner_vs_probe": versus,
                            "augment": self.duel.chosen, "sweep_share": self.sweep_share,
                            "budget_seconds": budget.seconds,
@@ -285,10 +289,25 @@ class _Search:
                    f"{len(data.train)} training images, {data.num_labels} classes.")
         if paired is not None:
             summary += " " + describe_comparison(winner, paired)
+        if short:
+            summary += " " + short
         if note:
             summary += " " + note
         write_leaderboard(self.rows, folder, budget_seconds=budget.seconds, elapsed=budget.elapsed(), summary=summary)
         return AutoResult(folder, returned_model, chosen, val_top1, metrics, sweep, halving, self.rows, self.duel)
+
+    def _short_budget_note(self, halving: HalvingResult) -> "str | None":
+        """Why no fine-tune challenged the probe, when the budget is the reason, and the budget that would let the
+        halving's first rung try every candidate (its share of the time after the sweep, at the prior's price)."""
+        plan, s = self.halving_plan, self.settings
+        if halving.trials or not plan:
+            return self.not_retrained
+        needed = plan["started"] + self.end_reserve + plan["candidates"] * plan["first_run_seconds"] / s.halving_share
+        return (f"No fine-tune was tried: one first-rung run ({plan['first_rung_steps']} steps, {s.rung_epochs:g} "
+                f"epochs) was priced at about {plan['first_run_seconds']:.0f} s (a cautious prior: measured runs "
+                f"re-price the next), more than the halving's {max(0.0, plan['seconds']):.0f} s (its share of the time "
+                f"after the probe sweep; the rest is kept for the winner's run and the test split). A budget of about "
+                f"{math.ceil(needed / 60)} min lets the first rung try all {plan['candidates']} candidates.")
 
     def _compare_with_probe(self, finetuned, sweep: ProbeSweep, val) -> PairedComparison:
         """The winner's and the probe's per-image correctness on the validation split, compared pairwise."""
@@ -321,6 +340,9 @@ class _Search:
         self.max_steps = max(first, math.ceil(s.max_epochs * self.steps_per_epoch))
         reserve = max(0.0, budget.remaining() - self.end_reserve) * (1 - s.halving_share) + self.end_reserve
         run = self._run_settings()
+        self.halving_plan = {"started": budget.elapsed(), "seconds": budget.remaining() - reserve,
+                             "candidates": len(candidates), "first_rung_steps": first,
+                             "first_run_seconds": self._run_prior(first)}
 
         class _Share:
             @staticmethod
@@ -430,6 +452,9 @@ class _Search:
         if steps < last.resource:
             logger.warning("auto: no time left to retrain %s beyond its halving run; the probe is compared instead",
                            winner.label)
+            self.not_retrained = (f"The halving's best, {winner.label} ({last.val_top1:.4f} on validation after "
+                                  f"{last.resource} steps), could not be retrained beyond its halving run in the "
+                                  f"{budget.remaining():.0f} s left, so only the probe was compared.")
             return None
         budget.stage(f"winner: {winner.label}, {steps} steps")
         folder = self.staging / "final"
