@@ -39,5 +39,7 @@ def run(args: argparse.Namespace) -> int:
     test = result.metrics.get("test_top1")
     print(f"returned: {result.chosen} (validation top-1 {result.val_top1:.4f}; best probe "
           f"{result.sweep.val_top1:.4f})" + (f"; test top-1 {test:.4f}" if test is not None else ""))
+    if result.metrics["auto"].get("short_budget"):  # why no fine-tune challenged the probe
+        print(result.metrics["auto"]["short_budget"])
     print(f"run folder: {result.output_dir} (leaderboard.md lists every candidate)")
     return 0
