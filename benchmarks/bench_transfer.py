@@ -262,19 +262,21 @@ PROBE_VERSION = "search-fit, blocks 1-8, scored as a model"
 
 
 def precision() -> str:
-    """What ``precision: auto`` runs in here (``vit_transfer.precision``): bf16 on a CPU with bf16 units, else fp32."""
-    from vit_transfer.precision import resolve_precision
+    """What ``precision: auto`` runs in here, in the probe's names: bf16 where the hardware runs it natively (a GPU,
+    a CPU with bf16 units), else fp32 (``vit_transfer.precision``)."""
+    from vit_transfer.precision import probe_precision, resolve_precision
 
-    resolved = resolve_precision("auto")
-    return "fp32" if resolved == "no" else resolved
+    return probe_precision(resolve_precision("auto"))
 
 
 def protocol(args: argparse.Namespace, setting: str, kind: str, method: "str | None" = None) -> dict:
     """What must be equal for two rows to be compared (a row of another protocol is kept but left out).
 
     ``method``: a run's METHODS key; a method that starts from a probe (LP-FT) also carries the probe's version.
-    Probe and auto rows carry their precision: the targets compare them with each other and with LP-FT (measured in
-    fp32), so they are measured in one precision; the fine-tune rows' machines are on the page (hours to redo)."""
+    Probe and auto rows carry their precision: the targets compare them with each other and with LP-FT, so they are
+    measured in one precision. LP-FT's protocol does not carry it (its rows here are fp32 but two of digits-full's,
+    which equal their fp32 repeats at the other rates; the page's "Measured on" names both machines; making it part
+    of the protocol would re-run them, ~1 h), nor do the other fine-tunes' (hours)."""
     base = {"model": MODEL, "image_size": IMAGE_SIZE, "smoke": bool(args.smoke)}
     if kind == "run":
         base.update(epochs=epochs_of(args, setting), batch_size=batch_size(args))
@@ -423,14 +425,10 @@ class Runner:
             from vit_transfer.config import ModelConfig
             from vit_transfer.data import DataConfig, load_image_datasets
             from vit_transfer.models import load_vit_from_config
-            from vit_transfer.precision import resolve_precision
-
             data = load_image_datasets(DataConfig(source=str(folder), num_workers=0))
             model = load_vit_from_config(ModelConfig(source=MODEL, image_size=IMAGE_SIZE), data.num_labels,
                                          data.id2label, seed)
-            precision = resolve_precision("auto")
-            options = dict(batch_size=BATCH_SIZE, precision="fp32" if precision == "no" else precision,
-                           num_workers=0, progress=False)
+            options = dict(batch_size=BATCH_SIZE, precision=precision(), num_workers=0, progress=False)
             blocks = max(block_choices(model_depth(model)))
             features = tuple(extract_block_features(model, split, blocks, **options)
                              for split in (data.train, data.eval, data.test))

@@ -91,6 +91,10 @@ def test_sweep_runs_richest_first_and_breaks_ties_towards_the_simplest(monkeypat
     assert [(t.pooling, t.last_n) for t in whole.trials] == [
         ("cls+mean", 2), ("mean", 2), ("cls", 2), ("cls+mean", 1), ("mean", 1), ("cls", 1)]
     assert (whole.best.pooling, whole.best.last_n) == ("cls", 1) and whole.best.stock_head
+    # the order is the sweep's own, not the caller's listing: the widest pooling of the most blocks first
+    listed = sweep_probes(train, val, 3, config=FAST, poolings=("cls+mean", "cls"), blocks=[2, 1])
+    assert [(t.pooling, t.last_n) for t in listed.trials] == [
+        ("cls+mean", 2), ("cls", 2), ("cls+mean", 1), ("cls", 1)]
 
 
 def test_returned_probe_scores_what_it_was_chosen_on():

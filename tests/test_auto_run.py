@@ -306,4 +306,16 @@ def test_the_sweep_gets_the_time_no_fine_tune_could_use(hf_vit_dir, folder, tmp_
     note = result.metrics["auto"]["short_budget"]
     assert note.startswith("No fine-tune was tried: one first-rung run") and "about 1000000 s" in note
     assert note in (tmp_path / "run" / "leaderboard.md").read_text()
-    assert plain.metrics["auto"]["short_budget"] is None or "retrained" in plain.metrics["auto"]["short_budget"]
+
+
+def test_auto_says_when_the_winner_could_not_be_retrained(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """Fine-tunes ran, but the winner's retraining was priced beyond the time left: the note names it."""
+    import vit_transfer.autoselect.run as auto_run
+
+    monkeypatch.setattr(auto_run._Search, "_cost_model", lambda self, winner: (0.0, 1e6))  # a step: 10^6 s
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=30, output_dir=tmp_path / "run",
+                  settings=settings(rates_per_method=1, max_epochs=1))
+    assert result.halving.trials and result.chosen == "probe"
+    note = result.metrics["auto"]["short_budget"]
+    assert note.startswith(f"The halving's best, {result.halving.winner.label}") and "could not be retrained" in note
+    assert note in (tmp_path / "run" / "leaderboard.md").read_text()

@@ -25,6 +25,7 @@ from ..probe.logistic import LogisticRegression, select_C, topk_accuracy
 from ..selection import validation_key
 
 POOLING_CHOICES = ("cls", "mean", "cls+mean")
+POOLING_WIDTH = {"cls": 1, "mean": 1, "cls+mean": 2}  # tokens per block: the sweep runs the widest first
 # DINOv2's linear evaluation reads 1 or 4 blocks; 8 joined when the pick sat on 4, the grid's edge, in all six digits
 # runs of benchmarks/results/transfer.md (the shipped model has 6 blocks: its grid is 1, 2, 4, 6)
 BLOCK_CHOICES = (1, 2, 4, 8)
@@ -133,8 +134,9 @@ def sweep_probes(
     blocks = blocks or block_choices(train.blocks)
     trials: list[ProbeTrial] = []
     fits: list[LogisticRegression] = []  # trial by trial: its search fit at its C, on train only
-    simplest_first = [(pooling, last_n) for last_n in blocks for pooling in poolings]
-    for pooling, last_n in reversed(simplest_first):
+    simplest_first = [(pooling, last_n) for last_n in sorted(blocks) for pooling in poolings]
+    richest_first = sorted(reversed(simplest_first), key=lambda c: (-c[1], -POOLING_WIDTH[c[0]]))
+    for pooling, last_n in richest_first:
         if trials and stop is not None and stop():
             break
         started = time.perf_counter()
@@ -146,6 +148,7 @@ def sweep_probes(
         trials.append(ProbeTrial(pooling, last_n, search.best_C, search.best_val_top1, best_c["val_loss"],
                                  int(x_train.shape[1]), time.perf_counter() - started, search.trials))
         fits.append(search.best_fit)
+
     def rank(i: int) -> tuple:
         return validation_key(trials[i].val_top1, trials[i].val_loss), -simplest_first.index(
             (trials[i].pooling, trials[i].last_n))

@@ -53,6 +53,7 @@ SWEEP_SHARE = 0.4  # of the time left after feature extraction, for the probe sw
 # halving's share of the rest could not pay for even one first-rung run: then nothing else would use it)
 FINAL_SAFETY = 0.9  # share of the time left that the winner's run is planned on
 OVERRUN = 1.05  # a run still going at this multiple of the budget is stopped (the probe is returned)
+END_RESERVE_SHARE = 0.02  # of the budget, kept for writing the run folder (besides the passes the reserve prices)
 
 
 class BudgetError(ConfigError):
@@ -196,7 +197,7 @@ class _Search:
         self.duel = AugmentDuel(settings.augments[0], [])
         self.precision = resolve_precision(settings.precision, settings.cpu)  # the one rule (vit_transfer.precision)
         self.halving_plan: dict = {}
-        self.not_retrained: "str | None" = None
+        self.budget_cut: "str | None" = None  # where the budget stopped a fine-tune or the winner's retraining
 
     # -- 1. probe sweep
     def run(self) -> AutoResult:
@@ -215,7 +216,8 @@ class _Search:
                    for name, split in (("train", data.train), ("eval", data.eval), ("test", data.test))}
         # the end of the run: the winner's validation pass (the paired comparison), scoring the test split once
         # (evaluate measured ~2.5x a feature pass) and writing
-        self.end_reserve = 3 * self.seconds_per_batch * (batches["test"] + batches["eval"]) + 0.02 * budget.seconds
+        self.end_reserve = (3 * self.seconds_per_batch * (batches["test"] + batches["eval"])
+                            + END_RESERVE_SHARE * budget.seconds)
         needed = self.seconds_per_batch * (batches["train"] + batches["eval"]) + self.end_reserve
         if needed > budget.remaining():
             raise BudgetError(
@@ -274,7 +276,7 @@ class _Search:
         metrics.update(self._score_test(returned_model, folder))
         note = stock_loader_note(returned_model) if chosen == "probe" else None
         versus = paired.to_dict() if paired is not None else None
-        short = self._short_budget_note(halving)
+        short = self._short_budget_note(halving, retrained=final is not None)
         metrics["auto"] = {"chosen": chosen, "val_top1": val_top1, "probe_val_top1": sweep.val_top1,
                            "short_budget": short,
                            "probe": sweep.best.summary(), "winner_vs_probe": versus,
@@ -296,18 +298,26 @@ class _Search:
         write_leaderboard(self.rows, folder, budget_seconds=budget.seconds, elapsed=budget.elapsed(), summary=summary)
         return AutoResult(folder, returned_model, chosen, val_top1, metrics, sweep, halving, self.rows, self.duel)
 
-    def _short_budget_note(self, halving: HalvingResult) -> "str | None":
-        """Why no fine-tune challenged the probe, when the budget is the reason, and the budget that would let the
-        halving's first rung try every candidate (its share of the time after the sweep, at the prior's price)."""
+    def _short_budget_note(self, halving: HalvingResult, retrained: bool) -> "str | None":
+        """Why no fine-tune challenged the probe, when the budget is the reason (None otherwise). When no first-rung
+        run fitted: the budget B at which the halving's share pays for every first-rung run (the duel's extra runs
+        included) at the prior's price, solving ``B = started + reserve(B) + runs * price / share``, the reserve
+        growing by 2% of B."""
+        if retrained:
+            return None
         plan, s = self.halving_plan, self.settings
         if halving.trials or not plan:
-            return self.not_retrained
-        needed = plan["started"] + self.end_reserve + plan["candidates"] * plan["first_run_seconds"] / s.halving_share
+            return self.budget_cut
+        runs = plan["candidates"] + max(0, len(s.augments) - 1)
+        fixed_reserve = self.end_reserve - END_RESERVE_SHARE * self.budget.seconds
+        needed = (plan["started"] + fixed_reserve + runs * plan["first_run_seconds"] / s.halving_share) / (
+            1 - END_RESERVE_SHARE)
         return (f"No fine-tune was tried: one first-rung run ({plan['first_rung_steps']} steps, {s.rung_epochs:g} "
                 f"epochs) was priced at about {plan['first_run_seconds']:.0f} s (a cautious prior: measured runs "
                 f"re-price the next), more than the halving's {max(0.0, plan['seconds']):.0f} s (its share of the time "
                 f"after the probe sweep; the rest is kept for the winner's run and the test split). A budget of about "
-                f"{math.ceil(needed / 60)} min lets the first rung try all {plan['candidates']} candidates.")
+                f"{math.ceil(needed / 60)} min lets the first rung try all {plan['candidates']} candidates"
+                + (" (and the augmentation duel)." if runs > plan["candidates"] else "."))
 
     def _compare_with_probe(self, finetuned, sweep: ProbeSweep, val) -> PairedComparison:
         """The winner's and the probe's per-image correctness on the validation split, compared pairwise."""
@@ -362,6 +372,8 @@ class _Search:
                 self.trial_metrics[(candidate, steps)] = {**result.metrics, "wall_seconds": time.perf_counter() - started}
             except _OutOfTime:  # ranked last; the budget check stops the search before the next run
                 val_top1, val_loss, error = -1.0, None, "out of time"
+                self.budget_cut = (f"The budget stopped the halving's run of {candidate.label} ({steps} steps) "
+                                   "before it finished; the probe was returned.")
             except (VitTransferError, RuntimeError, ValueError) as exc:  # a method this model cannot take
                 logger.warning("auto: %s failed (%s); ranked last", candidate.label, exc)
                 val_top1, val_loss, error = -1.0, None, str(exc)
@@ -452,9 +464,9 @@ class _Search:
         if steps < last.resource:
             logger.warning("auto: no time left to retrain %s beyond its halving run; the probe is compared instead",
                            winner.label)
-            self.not_retrained = (f"The halving's best, {winner.label} ({last.val_top1:.4f} on validation after "
-                                  f"{last.resource} steps), could not be retrained beyond its halving run in the "
-                                  f"{budget.remaining():.0f} s left, so only the probe was compared.")
+            self.budget_cut = (f"The halving's best, {winner.label} ({last.val_top1:.4f} on validation after "
+                               f"{last.resource} steps), could not be retrained beyond its halving run in the "
+                               f"{budget.remaining():.0f} s left; the probe was returned.")
             return None
         budget.stage(f"winner: {winner.label}, {steps} steps")
         folder = self.staging / "final"
@@ -471,6 +483,8 @@ class _Search:
                                  time.perf_counter() - started, "final (stopped: out of time)",
                                  augment=winner.augment))
             shutil.rmtree(folder, ignore_errors=True)
+            self.budget_cut = (f"The winner's run, {winner.label}, ran out of time before its {steps} planned steps "
+                               "ended (the machine ran slower than its halving runs); the probe was returned.")
             return None
         m = result.metrics
         seconds = time.perf_counter() - started
