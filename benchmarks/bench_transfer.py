@@ -284,7 +284,7 @@ def protocol(args: argparse.Namespace, setting: str, kind: str, method: "str | N
             base.update(probe=PROBE_VERSION)
     if kind == "auto":  # since auto chooses its fine-tunes' augmentation (autoselect/augment.py); rows before: none
         base.update(auto_augment="duel", probe=PROBE_VERSION, auto_sweep_share="all when no fine-tune fits",
-                    auto_sweep_order="richest first", precision=precision())
+                    auto_sweep_order="richest first", auto_lp_ft_start="best probe", precision=precision())
     if kind == "probe":
         base.update(probe=PROBE_VERSION, precision=precision())
     return base

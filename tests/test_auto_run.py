@@ -319,3 +319,25 @@ def test_auto_says_when_the_winner_could_not_be_retrained(hf_vit_dir, folder, tm
     note = result.metrics["auto"]["short_budget"]
     assert note.startswith(f"The halving's best, {result.halving.winner.label}") and "could not be retrained" in note
     assert note in (tmp_path / "run" / "leaderboard.md").read_text()
+
+
+def test_lp_ft_candidates_start_from_the_sweeps_best_probe(hf_vit_dir, folder, tmp_path, monkeypatch):
+    """LP-FT's head reads the sweep's best configuration (pooling, blocks) and starts from its probe, so its start
+    is the best probe, not the class-token one; the other methods keep the stock head."""
+    import vit_transfer.autoselect.run as auto_run
+
+    made = []
+
+    def recording(run, candidate, *args, **kwargs):
+        recipe = real(run, candidate, *args, **kwargs)
+        made.append((candidate.method, recipe.model.pooling, recipe.model.head_last_n, recipe.model.head_init))
+        return recipe
+
+    real = auto_run.candidate_recipe
+    monkeypatch.setattr(auto_run, "candidate_recipe", recording)
+    result = auto(str(folder), str(hf_vit_dir), budget_seconds=60, output_dir=tmp_path / "run",
+                  settings=settings(methods=("lp-ft", "head"), rates_per_method=1, max_epochs=1))
+    best = result.sweep.best
+    assert {m for m, *_ in made} == {"lp-ft", "head"}
+    assert all(entry == ("lp-ft", best.pooling, best.last_n, "probe") for entry in made if entry[0] == "lp-ft")
+    assert all(entry[1:] == (None, None, "zeros") for entry in made if entry[0] == "head")

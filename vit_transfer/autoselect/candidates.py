@@ -1,7 +1,8 @@
 """Which fine-tunes ``auto`` tries, at which rates, and the ``TrainRecipe`` of each run.
 
 Few images per class favour methods that move few weights (the head, biases, scales, low-rank updates)
-and a fine-tune that starts from the probe (LP-FT); with more images the plain full fine-tune and DoRA join.
+and a fine-tune that starts from the probe (LP-FT: from the sweep's best probe, its pooling and blocks as the
+head's, so its start is the best probe); with more images the plain full fine-tune and DoRA join.
 Each method gets log-spaced rates around what ``benchmarks/results/methods.md`` found on digits: SGD
 (the ViT paper's transfer optimiser) for the full fine-tunes, AdamW for the parameter-efficient ones. The plain
 full fine-tune uses label smoothing 0.1 (the quickstart's choice on digits validation: 95.3% with, 93.9%
@@ -101,6 +102,10 @@ class RunSettings:
     num_workers: int = 0
     val_fraction: float = 0.1
     cpu: bool = False
+    # the probe sweep's best configuration: LP-FT's head reads it and starts from its probe (None: the class token
+    # of the last block, the stock head)
+    probe_pooling: "str | None" = None
+    probe_last_n: "int | None" = None
 
 
 def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_dir: str, *,
@@ -115,8 +120,11 @@ def candidate_recipe(run: RunSettings, candidate: Candidate, steps: int, output_
     """
     plan = MENU[candidate.method]
     warmup = min(max(steps // 10, 0), 100)
+    from_probe = plan.head_init == "probe"  # LP-FT: the head reads the sweep's best configuration and starts from it
     return TrainRecipe(
-        model=ModelConfig(source=run.model, image_size=run.image_size, head_init=plan.head_init),
+        model=ModelConfig(source=run.model, image_size=run.image_size, head_init=plan.head_init,
+                          pooling=run.probe_pooling if from_probe else None,
+                          head_last_n=run.probe_last_n if from_probe else None),
         data=DataConfig(source=run.data, test_split=test_split, val_fraction=run.val_fraction,
                         split_seed=run.seed, num_workers=run.num_workers),
         augment=augment_config(candidate.augment, plan.label_smoothing),

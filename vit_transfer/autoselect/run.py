@@ -242,6 +242,7 @@ class _Search:
             self.rows.append(Row(f"probe ({t.pooling}, last {t.last_n} block{'s' if t.last_n > 1 else ''})", t.C,
                                  "C", None, None, t.val_top1, t.seconds, "probe sweep"))
         probe_row = self.rows[sweep.trials.index(sweep.best)]
+        self.sweep_best = sweep.best  # LP-FT candidates start from it (candidates.RunSettings)
         probe_row.val_top1 = sweep.val_top1  # the refitted probe's: the returned model's when the probe wins
 
         # -- 2. successive halving
@@ -274,7 +275,7 @@ class _Search:
             if (self.staging / other) != folder:
                 shutil.rmtree(self.staging / other, ignore_errors=True)
         metrics.update(self._score_test(returned_model, folder))
-        note = stock_loader_note(returned_model) if chosen == "probe" else None
+        note = stock_loader_note(returned_model)  # a probe's, or an LP-FT winner's head on the sweep's best blocks
         versus = paired.to_dict() if paired is not None else None
         short = self._short_budget_note(halving, retrained=final is not None)
         metrics["auto"] = {"chosen": chosen, "val_top1": val_top1, "probe_val_top1": sweep.val_top1,
@@ -435,9 +436,11 @@ class _Search:
 
     def _run_settings(self) -> RunSettings:
         s = self.settings
+        best = self.sweep_best
         return RunSettings(model=self.model_source, data=self.data, image_size=self.image_size,
                            batch_size=self.batch, precision=self.precision, seed=s.seed, num_workers=s.num_workers,
-                           val_fraction=s.val_fraction, cpu=s.cpu)
+                           val_fraction=s.val_fraction, cpu=s.cpu, probe_pooling=best.pooling,
+                           probe_last_n=best.last_n)
 
     # -- 3. the winner, for as long as the budget allows
     def _final(self, halving: HalvingResult):
