@@ -465,11 +465,10 @@ class _Search:
         affordable = (FINAL_SAFETY * budget.remaining() - wrap_up - fixed - evaluations * evaluation) / per_step
         steps = min(self.max_steps, int(affordable))
         if steps < last.resource:
-            logger.warning("auto: no time left to retrain %s beyond its halving run; the probe is compared instead",
-                           winner.label)
             self.budget_cut = (f"The halving's best, {winner.label} ({last.val_top1:.4f} on validation after "
                                f"{last.resource} steps), could not be retrained beyond its halving run in the "
                                f"{budget.remaining():.0f} s left; the probe was returned.")
+            logger.warning("auto: %s", self.budget_cut)
             return None
         budget.stage(f"winner: {winner.label}, {steps} steps")
         folder = self.staging / "final"
@@ -480,14 +479,13 @@ class _Search:
         try:
             result = train(recipe, command="vit-transfer auto", hooks=[self._deadline_hook(reserve=wrap_up)])
         except _OutOfTime:
-            logger.warning("auto: %s ran out of time after its planned %d steps were mispriced; the probe is "
-                           "compared instead", winner.label, steps)
             self.rows.append(Row(winner.method, winner.lr, "lr", steps, steps / self.steps_per_epoch, float("nan"),
                                  time.perf_counter() - started, "final (stopped: out of time)",
                                  augment=winner.augment))
             shutil.rmtree(folder, ignore_errors=True)
             self.budget_cut = (f"The winner's run, {winner.label}, ran out of time before its {steps} planned steps "
                                "ended (the machine ran slower than its halving runs); the probe was returned.")
+            logger.warning("auto: %s", self.budget_cut)
             return None
         m = result.metrics
         seconds = time.perf_counter() - started
