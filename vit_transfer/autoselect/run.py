@@ -216,8 +216,8 @@ class _Search:
                    for name, split in (("train", data.train), ("eval", data.eval), ("test", data.test))}
         # the end of the run: the winner's validation pass (the paired comparison), scoring the test split once
         # (evaluate measured ~2.5x a feature pass) and writing
-        self.end_reserve = (3 * self.seconds_per_batch * (batches["test"] + batches["eval"])
-                            + END_RESERVE_SHARE * budget.seconds)
+        self.end_passes = 3 * self.seconds_per_batch * (batches["test"] + batches["eval"])
+        self.end_reserve = self.end_passes + END_RESERVE_SHARE * budget.seconds
         needed = self.seconds_per_batch * (batches["train"] + batches["eval"]) + self.end_reserve
         if needed > budget.remaining():
             raise BudgetError(
@@ -310,8 +310,7 @@ class _Search:
         if halving.trials or not plan:
             return self.budget_cut
         runs = plan["candidates"] + max(0, len(s.augments) - 1)
-        fixed_reserve = self.end_reserve - END_RESERVE_SHARE * self.budget.seconds
-        needed = (plan["started"] + fixed_reserve + runs * plan["first_run_seconds"] / s.halving_share) / (
+        needed = (plan["started"] + self.end_passes + runs * plan["first_run_seconds"] / s.halving_share) / (
             1 - END_RESERVE_SHARE)
         return (f"No fine-tune was tried: one first-rung run ({plan['first_rung_steps']} steps, {s.rung_epochs:g} "
                 f"epochs) was priced at about {plan['first_run_seconds']:.0f} s (a cautious prior: measured runs "
