@@ -196,7 +196,7 @@ class _Search:
         self.trial_metrics: dict[tuple[Candidate, int], dict] = {}
         self.duel = AugmentDuel(settings.augments[0], [])
         self.precision = resolve_precision(settings.precision, settings.cpu)  # the one rule (vit_transfer.precision)
-        self.halving_plan: dict = {}
+        self.halving_plan: dict = {}  # set by _halving, which every run reaches before the note is written
         self.budget_cut: "str | None" = None  # where the budget stopped a fine-tune or the winner's retraining
 
     # -- 1. probe sweep
@@ -307,7 +307,7 @@ class _Search:
         if retrained:
             return None
         plan, s = self.halving_plan, self.settings
-        if halving.trials or not plan:
+        if halving.trials:
             return self.budget_cut
         runs = plan["candidates"] + max(0, len(s.augments) - 1)
         needed = (plan["started"] + self.end_passes + runs * plan["first_run_seconds"] / s.halving_share) / (
